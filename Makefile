@@ -1,0 +1,34 @@
+# One-command set-up and test entry points (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DETECTRON2_PIN := sal-detectron2==0.7.2
+
+.PHONY: setup test lint format demo clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt setup.py Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade "pip>=23"
+	$(PY) -m pip install -r requirements.txt
+	# Detectron2: the pure-Python re-upload of its current code (tagged for CPython 3.10 only, so it
+	# is installed with --target into this venv's site-packages). Its _C extension is not needed.
+	$(PY) -m pip install --upgrade --no-deps --only-binary=:all: --python-version 3.10 \
+		--target "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+		$(DETECTRON2_PIN)
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -c "import detectron2, ian_d2; print('detectron2', detectron2.__version__, 'ian_d2', ian_d2.__version__)"
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint:
+	$(PY) -m black -l 100 --check ian_d2 tests train_net.py benchmarks
+
+format:
+	$(PY) -m black -l 100 ian_d2 tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
