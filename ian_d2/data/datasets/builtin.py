@@ -8,17 +8,19 @@ name                         root                             content
 cuhk_sysu_train              ROOT/cuhk_sysu                   11,206 train images, ids 0..5531
 cuhk_sysu_gallery            ROOT/cuhk_sysu                   6,978 test (pool) images
 cuhk_sysu_query              ROOT/cuhk_sysu                   2,900 queries (given boxes)
+cuhk_sysu_test               ROOT/cuhk_sysu                   gallery + queries (evaluation)
 prw_train                    ROOT/PRW                         5,704 frames, ids remapped 0..481
 prw_gallery                  ROOT/PRW                         6,112 test frames
 prw_query                    ROOT/PRW                         2,057 queries
+prw_test                     ROOT/PRW                         gallery + queries (evaluation)
 cuhk_sysu_synth_*            ROOT/cuhk_sysu_synth             synthetic data, CUHK-SYSU format
 prw_synth_*                  ROOT/PRW_synth                   synthetic data, PRW format
 ===========================  ===============================  ==================================
 
 Every split's metadata has ``thing_classes=["person"]``, ``evaluator_type="person_search"``,
 ``dataset_family`` ("cuhk_sysu" or "prw"), ``dataset_root``, ``image_root`` and the names of the
-sibling splits (``train_dataset``, ``gallery_dataset``, ``query_dataset``). Protocol data (the
-CUHK-SYSU gallery lists, the PRW cameras) is read from the annotation files on demand: see
+sibling splits (``train_dataset``, ``gallery_dataset``, ``query_dataset``, ``test_dataset``).
+Protocol data (the CUHK-SYSU gallery lists, the PRW cameras) is read from the annotation files on demand: see
 :func:`ian_d2.data.datasets.cuhk_sysu.load_cuhk_sysu_protocol`. The number of train identities
 is read with :func:`get_num_train_pids` (cheap, cached in the metadata).
 """
@@ -68,7 +70,10 @@ def _load_prw_train_and_record_map(name: str, root: str):
 
 
 def register_person_search_dataset(family: str, prefix: str, root: str) -> Dict[str, str]:
-    """Register ``{prefix}_train``, ``{prefix}_gallery`` and ``{prefix}_query`` for a root.
+    """Register ``{prefix}_train``, ``_gallery``, ``_query`` and ``_test`` for a root.
+
+    ``{prefix}_test`` is the gallery records followed by the query records (those have a
+    ``query_index``): the set that the person-search evaluator runs on, in one pass.
 
     Args:
         family: "cuhk_sysu" or "prw" (the on-disk format).
@@ -76,16 +81,17 @@ def register_person_search_dataset(family: str, prefix: str, root: str) -> Dict[
         root: the dataset folder (read lazily, when a split is first loaded).
 
     Returns:
-        {"train": name, "gallery": name, "query": name}
+        {"train": name, "gallery": name, "query": name, "test": name}
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown dataset family '{family}'; expected one of {FAMILIES}")
-    names = {split: f"{prefix}_{split}" for split in ("train", "gallery", "query")}
+    names = {split: f"{prefix}_{split}" for split in ("train", "gallery", "query", "test")}
     if family == "cuhk_sysu":
         loaders = {
             "train": lambda r=root: load_cuhk_sysu_train(r),
             "gallery": lambda r=root: load_cuhk_sysu_gallery(r),
             "query": lambda r=root: load_cuhk_sysu_query(r),
+            "test": lambda r=root: load_cuhk_sysu_gallery(r) + load_cuhk_sysu_query(r),
         }
         image_root = os.path.join(root, "Image", "SSM")
     else:
@@ -93,6 +99,7 @@ def register_person_search_dataset(family: str, prefix: str, root: str) -> Dict[
             "train": lambda n=names["train"], r=root: _load_prw_train_and_record_map(n, r),
             "gallery": lambda r=root: load_prw_gallery(r),
             "query": lambda r=root: load_prw_query(r),
+            "test": lambda r=root: load_prw_gallery(r) + load_prw_query(r),
         }
         image_root = os.path.join(root, "frames")
     for split, name in names.items():
@@ -107,6 +114,7 @@ def register_person_search_dataset(family: str, prefix: str, root: str) -> Dict[
             train_dataset=names["train"],
             gallery_dataset=names["gallery"],
             query_dataset=names["query"],
+            test_dataset=names["test"],
         )
     return names
 

@@ -1,0 +1,132 @@
+"""Config keys of the IAN person-search model.
+
+Call :func:`add_ian_config` on a config returned by ``detectron2.config.get_cfg()`` before merging a
+YAML file from ``configs/``. Detectron2's global defaults are never modified.
+"""
+
+import logging
+
+from detectron2.config import CfgNode as CN
+from detectron2.data import MetadataCatalog
+
+__all__ = ["add_ian_config", "resolve_num_pids"]
+
+logger = logging.getLogger(__name__)
+
+
+def add_ian_config(cfg):
+    """
+    Add the IAN keys (``MODEL.REID``, ``MODEL.CENTER_LOSS``) to ``cfg`` in place.
+
+    Args:
+        cfg (CfgNode): a config, typically from ``detectron2.config.get_cfg()``.
+    """
+    _C = cfg
+
+    # ---------------------------------------------------------------------------------------- #
+    # Identity (re-id) embedding branch, a sibling of the box predictor on the pooled res5 output
+    # ---------------------------------------------------------------------------------------- #
+    _C.MODEL.REID = CN()
+    # Dimension of the L2-normalised identity embedding ("feat") of every box.
+    _C.MODEL.REID.EMBED_DIM = 256
+    # Normalisation between the 2048 -> EMBED_DIM linear layer and the L2 normalisation:
+    # "BN" (BatchNorm1d) or "" (none).
+    _C.MODEL.REID.EMBED_NORM = "BN"
+    # Identity loss: "RSS" (random sampling softmax, E2E-PS / IAN) or "OIM" (online instance
+    # matching).
+    _C.MODEL.REID.LOSS_TYPE = "RSS"
+    # Number of labeled training identities. 0 = read `num_train_pids` from the metadata of
+    # DATASETS.TRAIN[0] when the model is built (the dataset must then be registered).
+    _C.MODEL.REID.NUM_PIDS = 0
+    # Weight of `loss_reid` in the total loss.
+    _C.MODEL.REID.LOSS_WEIGHT = 1.0
+    # When ROI_HEADS.PROPOSAL_APPEND_GT is on, add back the ground-truth boxes that the fg/bg
+    # sampler of the ROI heads dropped, so that the identity and center losses see every
+    # ground-truth box of every image (the sampled proposals matched to it are kept as well).
+    _C.MODEL.REID.KEEP_ALL_GT = True
+
+    # Random sampling softmax: softmax over (NUM_PIDS labeled identities + 1 background class),
+    # computed on a random subset of the classes that always holds the batch's targets.
+    _C.MODEL.REID.RSS = CN()
+    # Number of classes in the sampled subset (at least the number of distinct targets).
+    _C.MODEL.REID.RSS.SAMPLE_SIZE = 1000
+    # The classifier sees SCALAR * feat (feat is L2-normalised, so logits stay small otherwise).
+    _C.MODEL.REID.RSS.SCALAR = 10.0
+    # Background proposals are samples of the extra background class (as in E2E-PS).
+    # False: background proposals do not enter the identity loss.
+    _C.MODEL.REID.RSS.USE_BACKGROUND = True
+
+    # Online instance matching (Xiao et al., CVPR 2017).
+    _C.MODEL.REID.OIM = CN()
+    # Size of the circular queue of unlabeled-person features (5000 CUHK-SYSU, 500 PRW).
+    _C.MODEL.REID.OIM.CQ_SIZE = 5000
+    # Momentum of the lookup-table update: v <- MOMENTUM * v + (1 - MOMENTUM) * x, then L2-norm.
+    _C.MODEL.REID.OIM.MOMENTUM = 0.5
+    # Scale (inverse temperature) of the cosine logits.
+    _C.MODEL.REID.OIM.SCALAR = 30.0
+
+    # Step 1 of the IAN training (META_ARCHITECTURE "CropClassifier"): identity classification of
+    # ground-truth crops and background crops, to pre-train the ResNet for person search.
+    _C.MODEL.REID.PRETRAIN_CROPS = CN()
+    # (height, width) of every crop, cut from the input image with ROIAlign.
+    _C.MODEL.REID.PRETRAIN_CROPS.CROP_SIZE = (224, 224)
+    # Background crops per image: random boxes shaped like the image's persons.
+    _C.MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE = 4
+    # A background crop overlaps every ground-truth box of its image by less than this IoU.
+    _C.MODEL.REID.PRETRAIN_CROPS.BG_IOU_THRESH = 0.3
+    # Unlabeled persons (pid -1) are cropped too (the OIM queue uses them; RSS ignores them).
+    _C.MODEL.REID.PRETRAIN_CROPS.INCLUDE_UNLABELED = False
+
+    # ---------------------------------------------------------------------------------------- #
+    # Center loss (IAN): L_c = 1/2 sum_i ||x_i - c_{y_i}||^2 over the selected boxes
+    # ---------------------------------------------------------------------------------------- #
+    _C.MODEL.CENTER_LOSS = CN()
+    # Weight lambda of `loss_center` (0 disables the center loss: the E2E-PS baseline).
+    _C.MODEL.CENTER_LOSS.WEIGHT = 0.032
+    # Center learning rate alpha: c_j <- c_j - ALPHA * delta_c_j (centers are buffers, not
+    # parameters: the optimizer never touches them).
+    _C.MODEL.CENTER_LOSS.ALPHA = 0.5
+    # Which boxes feed the center loss: "gt" (the ground-truth boxes of labeled identities, the
+    # paper's setting) or "all_pos" (every positive box of a labeled identity: the matched
+    # proposals and the ground-truth boxes; paper Table II ablation).
+    _C.MODEL.CENTER_LOSS.INPUT = "gt"
+
+
+def resolve_num_pids(cfg) -> int:
+    """
+    Number of labeled training identities of a config.
+
+    Args:
+        cfg (CfgNode): a config with the IAN keys.
+
+    Returns:
+        int: ``MODEL.REID.NUM_PIDS`` if positive, else ``num_train_pids`` of the metadata of
+        ``DATASETS.TRAIN[0]`` (computed by ``ian_d2.data.get_num_train_pids`` when not cached).
+    """
+    num_pids = int(cfg.MODEL.REID.NUM_PIDS)
+    name = cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None
+    meta_pids = None
+    if name is not None and name in MetadataCatalog.list():
+        meta_pids = MetadataCatalog.get(name).get("num_train_pids", None)
+    if num_pids > 0:
+        if meta_pids is not None and int(meta_pids) != num_pids:
+            logger.warning(
+                f"MODEL.REID.NUM_PIDS={num_pids} but '{name}' has num_train_pids={meta_pids}"
+            )
+        return num_pids
+    if name is None:
+        raise ValueError("MODEL.REID.NUM_PIDS is 0 and DATASETS.TRAIN is empty: set NUM_PIDS.")
+    num_pids = meta_pids
+    if num_pids is None:
+        try:  # the data package reads the count from the annotations once and caches it
+            from .data import get_num_train_pids
+
+            num_pids = get_num_train_pids(name)
+        except Exception as e:
+            raise ValueError(
+                f"MODEL.REID.NUM_PIDS is 0 and the number of train identities of '{name}' is "
+                f"unknown ({type(e).__name__}: {e}). Register the dataset (`import ian_d2`) or "
+                "set MODEL.REID.NUM_PIDS explicitly."
+            ) from e
+    logger.info(f"MODEL.REID.NUM_PIDS = {num_pids} (from the metadata of '{name}')")
+    return int(num_pids)

@@ -1,0 +1,237 @@
+"""Detection AP and recall on gallery images with mutual-best matching (PROTOCOLS.md).
+
+A (detection, GT) pair is a true positive when IoU >= ``iou_thresh``, the GT is the detection's
+highest-IoU GT AND the detection is that GT's highest-IoU detection (first index on exact IoU
+ties). Scores play no part in the matching, only in the ranking. AP is the step-wise average
+precision of all kept detections ranked by score (scikit-learn's definition, ties grouped)
+times the recall, as in the OIM/SeqNet reference code, which crashes on images without GT or
+without detections; here those are handled.
+
+Shorthand for shapes: K GT boxes, M detections of one image.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "average_precision",
+    "box_iou",
+    "mutual_best_matches",
+    "DetectionResult",
+    "evaluate_detections",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Step-wise average precision, as scikit-learn's ``average_precision_score``.
+
+    ``AP = sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds in decreasing order;
+    tied scores enter the ranking together, so the result does not depend on input order.
+
+    Args:
+        y_true: [N] bool labels.
+        y_score: [N] float scores.
+
+    Returns:
+        AP in [0, 1]; 0.0 when there is no positive (scikit-learn warns and returns 0 or NaN).
+    """
+    y_true = np.asarray(y_true, dtype=bool).reshape(-1)
+    y_score = np.asarray(y_score).reshape(-1)
+    if y_true.size != y_score.size:
+        raise ValueError(f"{y_true.size} labels but {y_score.size} scores")
+    n_pos = int(y_true.sum())
+    if n_pos == 0:
+        return 0.0
+    if np.isnan(y_score).any():
+        raise ValueError("NaN score in average_precision")
+    order = np.argsort(-y_score, kind="stable")
+    s, t = y_score[order], y_true[order]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]  # end of each tie group
+    tps = np.cumsum(t)[last]
+    precision = tps / (last + 1.0)
+    recall_step = np.diff(np.r_[0, tps]) / n_pos
+    return float(np.sum(recall_step * precision))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU on continuous coordinates (no +1); 0 where the union is empty.
+
+    Args:
+        a: [K, 4] XYXY boxes.
+        b: [M, 4] XYXY boxes.
+
+    Returns:
+        [K, M] float64.
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None, :]
+    b = np.asarray(b, np.float64).reshape(-1, 4)[None, :, :]
+    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
+    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = iw * ih
+    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (
+        b[..., 3] - b[..., 1]
+    )
+    union = union - inter
+    out = np.zeros(inter.shape, np.float64)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+def mutual_best_matches(ious: np.ndarray, iou_thresh: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Mutual-best matching of one image.
+
+    Args:
+        ious: [K, M] IoU of GT k with detection m.
+        iou_thresh: minimum IoU of a match (``>=``).
+
+    Returns:
+        (gt_matched [K] bool, det_tp [M] bool).
+    """
+    k, m = ious.shape
+    gt_matched = np.zeros(k, bool)
+    det_tp = np.zeros(m, bool)
+    if k == 0 or m == 0:
+        return gt_matched, det_tp
+    best_gt = np.argmax(ious, axis=0)  # [M]
+    best_det = np.argmax(ious, axis=1)  # [K]
+    dets = np.arange(m)
+    ok = (best_det[best_gt] == dets) & (ious[best_gt, dets] >= iou_thresh)
+    det_tp[ok] = True
+    gt_matched[best_gt[ok]] = True
+    return gt_matched, det_tp
+
+
+@dataclass
+class DetectionResult:
+    """Detection metrics over a set of images.
+
+    Attributes:
+        ap: AP x recall, in [0, 1].
+        recall: matched GT / all GT.
+        labeled_recall: matched labeled GT / labeled GT (None without a labeled mask).
+        n_images, n_detections (kept), n_gt, n_tp, n_labeled, n_labeled_tp: counts.
+        score_thresh: detections kept with ``score >= score_thresh``.
+        iou_thresh: IoU needed for a match.
+    """
+
+    ap: float
+    recall: float
+    labeled_recall: Optional[float]
+    n_images: int
+    n_detections: int
+    n_gt: int
+    n_tp: int
+    n_labeled: int
+    n_labeled_tp: int
+    score_thresh: float
+    iou_thresh: float
+
+    def metrics(self) -> Dict[str, float]:
+        """{"AP", "recall"[, "labeled_recall"]} on a 0-100 scale (floats only)."""
+        out = {"AP": 100.0 * self.ap, "recall": 100.0 * self.recall}
+        if self.labeled_recall is not None:
+            out["labeled_recall"] = 100.0 * self.labeled_recall
+        return out
+
+    def settings(self) -> Dict[str, float]:
+        """Thresholds and counts used."""
+        return {
+            "score_thresh": float(self.score_thresh),
+            "iou_thresh": float(self.iou_thresh),
+            "n_images": self.n_images,
+            "n_detections": self.n_detections,
+            "n_gt": self.n_gt,
+        }
+
+
+def evaluate_detections(
+    det_boxes: Sequence[np.ndarray],
+    det_scores: Sequence[np.ndarray],
+    gt_boxes: Sequence[np.ndarray],
+    *,
+    gt_labeled: Optional[Sequence[np.ndarray]] = None,
+    score_thresh: float = 0.01,
+    iou_thresh: float = 0.5,
+) -> DetectionResult:
+    """Detection AP and recall with mutual-best matching.
+
+    Args:
+        det_boxes: per image, [M_i, 4] XYXY detections.
+        det_scores: per image, [M_i] scores (compared with ``score_thresh`` in their own dtype).
+        gt_boxes: per image, [K_i, 4] XYXY GT boxes (every annotated person).
+        gt_labeled: optional per image [K_i] bool mask of labeled persons (e.g. pid >= 0); all GT
+            are still matched, but ``labeled_recall`` counts recall over the labeled ones only.
+        score_thresh: detection score threshold (reference code: 0.01; OIM: 0.5).
+        iou_thresh: IoU of a match.
+
+    Returns:
+        :class:`DetectionResult`.
+
+    Raises:
+        ValueError: inconsistent lengths or shapes, NaN scores or boxes, inverted boxes (the
+            message names the image).
+    """
+    n_img = len(gt_boxes)
+    if len(det_boxes) != n_img or len(det_scores) != n_img:
+        raise ValueError(
+            f"{len(det_boxes)} detection lists, {len(det_scores)} score lists, {n_img} GT lists"
+        )
+    if gt_labeled is not None and len(gt_labeled) != n_img:
+        raise ValueError(f"{len(gt_labeled)} labeled masks for {n_img} images")
+    all_scores, all_tp = [], []
+    n_gt = n_tp = n_lab = n_lab_tp = 0
+    for i in range(n_img):
+        boxes = np.asarray(det_boxes[i], np.float64).reshape(-1, 4)
+        scores = np.asarray(det_scores[i]).reshape(-1)
+        if not np.issubdtype(scores.dtype, np.floating):
+            scores = scores.astype(np.float64)
+        gts = np.asarray(gt_boxes[i], np.float64).reshape(-1, 4)
+        if boxes.shape[0] != scores.size:
+            raise ValueError(f"image {i}: {boxes.shape[0]} boxes but {scores.size} scores")
+        if np.isnan(scores).any():
+            raise ValueError(f"image {i}: NaN detection score")
+        for what, b in (("detection", boxes), ("GT", gts)):
+            if not np.isfinite(b).all():
+                raise ValueError(f"image {i}: non-finite {what} box")
+            if np.any((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])):
+                raise ValueError(f"image {i}: {what} box with x2 < x1 or y2 < y1")
+        keep = scores >= np.asarray(score_thresh, dtype=scores.dtype)
+        boxes, scores = boxes[keep], scores[keep]
+        gt_matched, det_tp = mutual_best_matches(box_iou(gts, boxes), iou_thresh)
+        all_scores.append(scores.astype(np.float64))
+        all_tp.append(det_tp)
+        n_gt += gts.shape[0]
+        n_tp += int(det_tp.sum())
+        if gt_labeled is not None:
+            lab = np.asarray(gt_labeled[i], bool).reshape(-1)
+            if lab.size != gts.shape[0]:
+                raise ValueError(f"image {i}: labeled mask of {lab.size} for {gts.shape[0]} GT")
+            n_lab += int(lab.sum())
+            n_lab_tp += int((lab & gt_matched).sum())
+    y_score = np.concatenate(all_scores + [np.zeros(0)])
+    y_true = np.concatenate(all_tp + [np.zeros(0, bool)])
+    if n_gt == 0:
+        logger.warning("Detection evaluation without any GT box: recall and AP reported as 0")
+    recall = n_tp / n_gt if n_gt else 0.0
+    ap = average_precision(y_true, y_score) * recall if n_tp else 0.0
+    labeled_recall = None
+    if gt_labeled is not None:
+        labeled_recall = n_lab_tp / n_lab if n_lab else 0.0
+    return DetectionResult(
+        ap=ap,
+        recall=recall,
+        labeled_recall=labeled_recall,
+        n_images=n_img,
+        n_detections=int(y_score.size),
+        n_gt=n_gt,
+        n_tp=n_tp,
+        n_labeled=n_lab,
+        n_labeled_tp=n_lab_tp,
+        score_thresh=float(score_thresh),
+        iou_thresh=float(iou_thresh),
+    )

@@ -1,0 +1,70 @@
+"""Identity embedding head: pooled res5 feature -> L2-normalised embedding ("feat").
+
+Shape shorthand:
+    R: number of boxes
+    C: channels of the pooled res5 feature (2048 for R-50/101)
+    D: embedding dimension (256)
+"""
+
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+
+__all__ = ["ReIDEmbeddingHead"]
+
+logger = logging.getLogger(__name__)
+
+
+class ReIDEmbeddingHead(nn.Module):
+    """
+    Linear C -> D, optional BatchNorm1d, then L2 normalisation. No dropout.
+    """
+
+    @configurable
+    def __init__(self, input_shape: ShapeSpec, *, embed_dim: int = 256, norm: str = "BN"):
+        """
+        Args:
+            input_shape (ShapeSpec): shape of the pooled input feature (``channels`` = C).
+            embed_dim (int): D.
+            norm (str): "BN" for a BatchNorm1d before the L2 normalisation, "" for none.
+        """
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.proj = nn.Linear(input_shape.channels, embed_dim)
+        nn.init.normal_(self.proj.weight, std=0.01)
+        nn.init.constant_(self.proj.bias, 0.0)
+        if norm == "BN":
+            self.norm = nn.BatchNorm1d(embed_dim)
+        elif norm == "":
+            self.norm = None
+        else:
+            raise ValueError(f"Unknown MODEL.REID.EMBED_NORM: {norm}")
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        return {
+            "input_shape": input_shape,
+            "embed_dim": cfg.MODEL.REID.EMBED_DIM,
+            "norm": cfg.MODEL.REID.EMBED_NORM,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x (Tensor): [R, C] pooled box features (or [R, C, H, W], averaged over H and W).
+
+        Returns:
+            Tensor: [R, D] L2-normalised embeddings.
+        """
+        if x.dim() > 2:
+            x = x.mean(dim=[2, 3])
+        x = self.proj(x)
+        # BatchNorm1d cannot compute batch statistics from fewer than 2 samples in training.
+        if self.norm is not None and (not self.training or x.shape[0] > 1):
+            x = self.norm(x)
+        return F.normalize(x, dim=1)
