@@ -12,6 +12,7 @@ Examples::
 
 Multi-GPU and multi-machine runs go through Detectron2's ``launch`` (torch.distributed).
 """
+
 import logging
 import os
 

@@ -2,6 +2,7 @@
 
 Importing this package registers its datasets into Detectron2's catalogs.
 """
+
 __version__ = "0.1.0"
 
 from . import data  # noqa: F401,E402  (registers the datasets)

@@ -7,6 +7,7 @@ same mask. At test time the annotations are kept too (as ``instances`` in the re
 coordinates) when ``keep_test_annotations`` is set, so that query records carry their GIVEN query
 box ready for ``GeneralizedRCNN.inference(..., detected_instances=...)``.
 """
+
 import copy
 import logging
 

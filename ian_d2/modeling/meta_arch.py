@@ -14,6 +14,7 @@ in the resized input's coordinates. In one inference pass:
 
 Training and plain images (``DefaultPredictor``) behave exactly as GeneralizedRCNN.
 """
+
 from typing import Dict, List
 
 import torch

@@ -1,4 +1,5 @@
 """The protocol parser on the REAL CUHK-SYSU TestG100.mat (../shared/fixtures)."""
+
 import os
 import tempfile
 import unittest
@@ -56,16 +57,16 @@ class TestRealTestG100(unittest.TestCase):
         self.assertTrue(np.all(pos == (np.arange(100)[None] < counts[:, None])))
 
     def test_known_quirks_surfaced(self):
-        self.assertEqual(
-            sorted(self.proto.duplicate_gallery_entries()), [1250, 1633, 1997, 2561]
-        )
+        self.assertEqual(sorted(self.proto.duplicate_gallery_entries()), [1250, 1633, 1997, 2561])
         own = self.proto.queries_in_own_gallery()
         self.assertEqual(len(own), 2)
         self.assertEqual(sorted(own.values()), [False, True])
 
     def test_subset_restricts_queries(self):
         sub = self.proto.subset([5, 1])
-        self.assertEqual(sub.query_imnames, [self.proto.query_imnames[5], self.proto.query_imnames[1]])
+        self.assertEqual(
+            sub.query_imnames, [self.proto.query_imnames[5], self.proto.query_imnames[1]]
+        )
         np.testing.assert_array_equal(sub.gallery_boxes[1], self.proto.gallery_boxes[1])
 
 

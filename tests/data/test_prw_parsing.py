@@ -1,4 +1,5 @@
 """PRW file parsers on small hand-written files."""
+
 import os
 import tempfile
 import unittest
@@ -80,8 +81,11 @@ class TestFrameAnnotations(unittest.TestCase):
             np.testing.assert_allclose(boxes, [[1.5, 2, 11.5, 22], [-4, 3, 6, 13]])
 
     def test_box_new_preferred(self):
-        self._write("c1s1_000001", anno_file=np.array([[1.0, 0, 0, 5, 5]]),
-                    box_new=np.array([[2.0, 0, 0, 5, 5]]))
+        self._write(
+            "c1s1_000001",
+            anno_file=np.array([[1.0, 0, 0, 5, 5]]),
+            box_new=np.array([[2.0, 0, 0, 5, 5]]),
+        )
         ids, _ = load_prw_frame_boxes(self._tmp.name, "c1s1_000001")
         self.assertEqual(ids.tolist(), [2])
 

@@ -1,4 +1,5 @@
 """Person-search datasets: loaders of the original CUHK-SYSU / PRW files and their registration."""
+
 from . import builtin as _builtin  # noqa: F401
 from .builtin import (  # noqa: F401
     BUILTIN_ROOTS,

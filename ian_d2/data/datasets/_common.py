@@ -3,6 +3,7 @@
 Every error raised here names the file (and the variable or image) and says what was expected, so
 that a user pointing the code at a half-downloaded dataset knows what to fix.
 """
+
 import logging
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple

@@ -24,6 +24,7 @@ Protocol data (the CUHK-SYSU gallery lists, the PRW cameras) is read from the an
 :func:`ian_d2.data.datasets.cuhk_sysu.load_cuhk_sysu_protocol`. The number of train identities
 is read with :func:`get_num_train_pids` (cheap, cached in the metadata).
 """
+
 import logging
 import os
 from typing import Dict

@@ -14,6 +14,7 @@ Records follow Detectron2's standard dict format; every annotation also has ``pe
 the identity name, e.g. 10581 for 'p10581', or -1). Boxes are converted once, here, from uint16
 [x, y, w, h] to float64 XYXY_ABS.
 """
+
 import functools
 import logging
 import os
@@ -315,8 +316,9 @@ def load_cuhk_sysu_subset_indices(root: str, subset: str, reference=None) -> np.
         int64 array of query indices, in the subset file's order.
     """
     if subset not in SUBSET_FILES:
-        raise ValueError(f"unknown CUHK-SYSU query subset '{subset}'; expected one of "
-                         f"{sorted(SUBSET_FILES)}")
+        raise ValueError(
+            f"unknown CUHK-SYSU query subset '{subset}'; expected one of " f"{sorted(SUBSET_FILES)}"
+        )
     path = os.path.join(cuhk_sysu_paths(root)["subset_dir"], SUBSET_FILES[subset])
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CUHK-SYSU {subset} subset: file '{path}' does not exist")
@@ -328,7 +330,8 @@ def load_cuhk_sysu_subset_indices(root: str, subset: str, reference=None) -> np.
     sub = _load_protocol_cached(path, os.path.getmtime(path), names, None)
     ref = reference if reference is not None else load_cuhk_sysu_protocol(root)
     index = {
-        (n, tuple(b.tolist())): i for i, (n, b) in enumerate(zip(ref.query_imnames, ref.query_boxes))
+        (n, tuple(b.tolist())): i
+        for i, (n, b) in enumerate(zip(ref.query_imnames, ref.query_boxes))
     }
     out = []
     for k, (n, b) in enumerate(zip(sub.query_imnames, sub.query_boxes)):
@@ -530,7 +533,9 @@ def load_cuhk_sysu_gallery(root: str, gallery_size: Optional[int] = None) -> Lis
             pid = _pid_from_idname(proto.query_pids[q], f"'{proto.source}' query {q}")
             ids[(proto.query_imnames[q],) + tuple(proto.query_boxes[q].tolist())] = pid
             for j in np.flatnonzero(proto.positives[q]):
-                ids[(proto.gallery_imnames[q, j],) + tuple(proto.gallery_boxes[q, j].tolist())] = pid
+                ids[(proto.gallery_imnames[q, j],) + tuple(proto.gallery_boxes[q, j].tolist())] = (
+                    pid
+                )
     pids = {
         n: np.asarray([ids.get((n,) + tuple(b), -1) for b in images[n].tolist()], dtype=np.int64)
         for n in names
@@ -551,7 +556,9 @@ def load_cuhk_sysu_query(root: str, gallery_size: Optional[int] = None) -> List[
             f"CUHK-SYSU queries: no TestG<N>.mat protocol file in '{paths['protocol_dir']}'"
         )
     proto = load_cuhk_sysu_protocol(root, gallery_size)
-    sizes = read_image_sizes(paths["image_root"], sorted(set(proto.query_imnames)), "CUHK-SYSU queries")
+    sizes = read_image_sizes(
+        paths["image_root"], sorted(set(proto.query_imnames)), "CUHK-SYSU queries"
+    )
     records = []
     for q, name in enumerate(proto.query_imnames):
         h, w = sizes[name]

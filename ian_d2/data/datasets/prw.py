@@ -15,6 +15,7 @@ Train ids are remapped to contiguous 0..N-1 (the mapping is returned by
 split keeps the original ids. Id -2 (unlabeled person) becomes -1. Negative coordinates are
 clipped to 0; zero-size boxes are dropped and counted.
 """
+
 import logging
 import os
 import re
@@ -52,7 +53,10 @@ logger = logging.getLogger(__name__)
 ANNOTATION_VARS = ("box_new", "anno_file", "anno_previous")
 UNLABELED_PRW_ID = -2
 _CAMERA_RE = re.compile(r"^c(\d+)s(\d+)_")
-_SPLITS = {"train": ("frame_train.mat", "img_index_train"), "test": ("frame_test.mat", "img_index_test")}
+_SPLITS = {
+    "train": ("frame_train.mat", "img_index_train"),
+    "test": ("frame_test.mat", "img_index_test"),
+}
 
 
 def prw_paths(root: str) -> Dict[str, str]:
@@ -128,7 +132,9 @@ def _read_split(root: str, split: str):
     return frames, ids, boxes
 
 
-def prw_train_pid_map(root: str, frame_ids: Optional[Dict[str, np.ndarray]] = None) -> Dict[int, int]:
+def prw_train_pid_map(
+    root: str, frame_ids: Optional[Dict[str, np.ndarray]] = None
+) -> Dict[int, int]:
     """Contiguous remapping {original PRW id: 0..N-1} of the labeled ids of the train frames.
 
     The real train ids are not contiguous (1-478, 480-483, 932): a ``pid - 1`` lookup would
