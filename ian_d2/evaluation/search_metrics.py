@@ -62,7 +62,7 @@ entry is evaluated on its own (the image's detections enter the ranking once per
 _QUANT_BITS = 23  # |x| <= 1 -> |round(x * 2**23)| <= 2**23: exact in float32 and float64
 _SIM_SCALE = 2.0 ** (-2 * _QUANT_BITS)  # power of two: scaling is exact
 _CHUNK_ELEMS = 1 << 23  # elements of the largest temporary per query chunk (~64 MB of float64)
-_SPARSE_RATIO = 4  # use the gather path when pairs * ratio < queries * detections
+_SPARSE_RATIO = 30  # use the gather path when pairs * ratio < queries * detections
 
 
 def quantize_embeddings(
@@ -82,26 +82,33 @@ def quantize_embeddings(
     Raises:
         ValueError: a row is not finite or has zero norm (the message names the first row).
     """
-    x = np.asarray(embeddings, dtype=np.float64)
+    x = np.asarray(embeddings)
     name = owner if owner is not None else str
     if x.ndim != 2:
         raise ValueError(f"{what} embeddings must be [N, E], got shape {x.shape}")
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        raise ValueError(f"{what} {name(int(np.flatnonzero(bad)[0]))} has a non-finite embedding")
-    # Sum of squares in a fixed sequential order per row (not BLAS, not pairwise by alignment),
-    # over cache-sized blocks of rows.
-    sq = np.zeros(x.shape[0], dtype=np.float64)
-    for r0 in range(0, x.shape[0], 4096):
-        block = np.ascontiguousarray(x[r0 : r0 + 4096].T)
-        acc = sq[r0 : r0 + 4096]
-        for col in block:
-            acc += col * col
-    norm = np.sqrt(sq)
-    bad = ~(norm > 0)
-    if bad.any():
-        raise ValueError(f"{what} {name(int(np.flatnonzero(bad)[0]))} has a zero embedding")
-    return np.rint(x / norm[:, None] * float(1 << _QUANT_BITS)).astype(np.float32)
+    out = np.empty(x.shape, dtype=np.float32)
+    scale = float(1 << _QUANT_BITS)
+    for r0 in range(0, x.shape[0], 2048):  # cache-sized blocks of rows
+        block = x[r0 : r0 + 2048].astype(np.float64)
+        # Sum of squares in a fixed sequential order per row (not BLAS, not alignment-dependent
+        # pairwise sums): identical rows give identical norms, whatever the batch.
+        sq = np.zeros(block.shape[0], dtype=np.float64)
+        for col in np.ascontiguousarray(block.T):
+            sq += col * col
+        bad = ~np.isfinite(sq)
+        if bad.any():
+            raise ValueError(
+                f"{what} {name(r0 + int(np.flatnonzero(bad)[0]))} has a non-finite embedding"
+            )
+        bad = ~(sq > 0)
+        if bad.any():
+            raise ValueError(
+                f"{what} {name(r0 + int(np.flatnonzero(bad)[0]))} has a zero embedding"
+            )
+        block /= np.sqrt(sq)[:, None]
+        block *= scale
+        out[r0 : r0 + 2048] = np.rint(block)
+    return out
 
 
 def similarity(queries_q: np.ndarray, gallery_q: np.ndarray) -> np.ndarray:

@@ -116,6 +116,22 @@ class TestCuhkSysuSynthetic(unittest.TestCase):
         hits = [a for r in self.gallery for a in r["annotations"] if a["person_id"] == pid]
         self.assertGreaterEqual(len(hits), int(ref.count_gt()[0]) + 1)
 
+    def test_records_without_images(self):
+        sizes = {r["image_id"]: (r["height"], r["width"]) for r in self.gallery}
+        root = os.path.join(self._tmp.name, "annotations_only")
+        shutil.copytree(os.path.join(self.root, "annotation"), os.path.join(root, "annotation"))
+        self.assertEqual(load_cuhk_sysu_gallery(root, image_sizes=sizes), self.gallery_in(root))
+        self.assertEqual(
+            [r["annotations"] for r in load_cuhk_sysu_query(root, image_sizes=sizes)],
+            [r["annotations"] for r in self.query],
+        )
+        with self.assertRaisesRegex(KeyError, "no image size given for 1 image"):
+            load_cuhk_sysu_gallery(root, image_sizes=dict(list(sizes.items())[1:]))
+
+    def gallery_in(self, root):
+        image_root = os.path.join(root, "Image", "SSM")
+        return [dict(r, file_name=os.path.join(image_root, r["image_id"])) for r in self.gallery]
+
     def test_subsets(self):
         for name, key in (("occlusion", "occlusion_queries"), ("resolution", "resolution_queries")):
             idx = load_cuhk_sysu_subset_indices(self.root, name)
@@ -270,6 +286,19 @@ class TestPrwSynthetic(unittest.TestCase):
                 and any(a["person_id"] == pid for a in r["annotations"])
             ]
             self.assertGreaterEqual(len(others), 1)
+
+    def test_records_without_images(self):
+        sizes = {r["image_id"]: (r["height"], r["width"]) for r in self.gallery}
+        root = os.path.join(self._tmp.name, "annotations_only")
+        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("*.jpg"))
+        self.assertEqual(
+            [r["annotations"] for r in load_prw_gallery(root, image_sizes=sizes)],
+            [r["annotations"] for r in self.gallery],
+        )
+        self.assertEqual(
+            [r["annotations"] for r in load_prw_query(root, image_sizes=sizes)],
+            [r["annotations"] for r in self.query],
+        )
 
     def test_registration_and_metadata(self):
         with _Registered("prw", self.root) as names:

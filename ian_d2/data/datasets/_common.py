@@ -22,6 +22,7 @@ __all__ = [
     "mat_cell_strings",
     "xywh_to_xyxy",
     "read_image_sizes",
+    "resolve_image_sizes",
     "check_boxes",
     "clip_and_filter",
 ]
@@ -151,6 +152,28 @@ def read_image_sizes(
             f"{what}: {len(missing)} listed image(s) are missing: {shown}{more}. {ENV_HINT}"
         )
     return sizes
+
+
+def resolve_image_sizes(
+    image_root: str,
+    names: Sequence[str],
+    what: str,
+    suffix: str = "",
+    image_sizes: Optional[Dict[str, Tuple[int, int]]] = None,
+) -> Dict[str, Tuple[int, int]]:
+    """Image sizes from the files (:func:`read_image_sizes`), or from ``image_sizes`` when given.
+
+    ``image_sizes`` ({image name as listed: (height, width)}) lets a caller without the images
+    (e.g. re-scoring saved predictions) build exactly the records a loader builds with them.
+    """
+    if image_sizes is None:
+        return read_image_sizes(image_root, names, what, suffix)
+    missing = [n for n in names if n not in image_sizes]
+    if missing:
+        raise KeyError(
+            f"{what}: no image size given for {len(missing)} image(s), e.g. {missing[:5]}"
+        )
+    return {n: tuple(image_sizes[n]) for n in names}
 
 
 def check_boxes(boxes_xyxy: np.ndarray, image: str, source: str) -> None:

@@ -32,7 +32,7 @@ from ._common import (
     load_mat_var,
     mat_cell_strings,
     mat_string,
-    read_image_sizes,
+    resolve_image_sizes,
     require_dir,
     xywh_to_xyxy,
 )
@@ -431,8 +431,9 @@ def _make_records(
     pids: Dict[str, np.ndarray],
     image_root: str,
     split: str,
+    image_sizes=None,
 ) -> List[dict]:
-    sizes = read_image_sizes(image_root, names, f"CUHK-SYSU {split} split")
+    sizes = resolve_image_sizes(image_root, names, f"CUHK-SYSU {split} split", "", image_sizes)
     records, dropped, clipped = [], 0, 0
     for name in names:
         h, w = sizes[name]
@@ -509,12 +510,17 @@ def load_cuhk_sysu_train(root: str) -> List[dict]:
     return records
 
 
-def load_cuhk_sysu_gallery(root: str, gallery_size: Optional[int] = None) -> List[dict]:
+def load_cuhk_sysu_gallery(
+    root: str, gallery_size: Optional[int] = None, image_sizes: Optional[Dict] = None
+) -> List[dict]:
     """Test gallery: the images of pool.mat with all their person boxes.
 
     ``person_id`` of a box is the numeric identity of a protocol query when the box is that
     query's box or one of its gallery boxes in the protocol file (``gallery_size``, default 100),
     else -1. Search evaluation reads the galleries from the protocol files, not from these ids.
+
+    ``image_sizes`` ({image name: (height, width)}) replaces reading the images (see
+    :func:`resolve_image_sizes`): the records are then built from the annotation files alone.
     """
     require_dir(root, "CUHK-SYSU root")
     paths = cuhk_sysu_paths(root)
@@ -540,14 +546,17 @@ def load_cuhk_sysu_gallery(root: str, gallery_size: Optional[int] = None) -> Lis
         n: np.asarray([ids.get((n,) + tuple(b), -1) for b in images[n].tolist()], dtype=np.int64)
         for n in names
     }
-    return _make_records(names, images, pids, paths["image_root"], "gallery")
+    return _make_records(names, images, pids, paths["image_root"], "gallery", image_sizes)
 
 
-def load_cuhk_sysu_query(root: str, gallery_size: Optional[int] = None) -> List[dict]:
+def load_cuhk_sysu_query(
+    root: str, gallery_size: Optional[int] = None, image_sizes: Optional[Dict] = None
+) -> List[dict]:
     """Query records of a protocol file (default TestG100): one record per query.
 
     Each record is a Detectron2 dict of the query image with exactly one annotation, the GIVEN
     query box (never dropped or clipped), plus ``query_index`` (its row in the protocol file).
+    ``image_sizes`` as in :func:`load_cuhk_sysu_gallery`.
     """
     require_dir(root, "CUHK-SYSU root")
     paths = cuhk_sysu_paths(root)
@@ -556,8 +565,8 @@ def load_cuhk_sysu_query(root: str, gallery_size: Optional[int] = None) -> List[
             f"CUHK-SYSU queries: no TestG<N>.mat protocol file in '{paths['protocol_dir']}'"
         )
     proto = load_cuhk_sysu_protocol(root, gallery_size)
-    sizes = read_image_sizes(
-        paths["image_root"], sorted(set(proto.query_imnames)), "CUHK-SYSU queries"
+    sizes = resolve_image_sizes(
+        paths["image_root"], sorted(set(proto.query_imnames)), "CUHK-SYSU queries", "", image_sizes
     )
     records = []
     for q, name in enumerate(proto.query_imnames):

@@ -30,7 +30,7 @@ from ._common import (
     clip_and_filter,
     load_mat_var,
     mat_cell_strings,
-    read_image_sizes,
+    resolve_image_sizes,
     require_dir,
     require_file,
     xywh_to_xyxy,
@@ -163,9 +163,16 @@ def prw_train_pid_map(
     return pid_map
 
 
-def _records(root, split, frames, ids, boxes, remap: Optional[Dict[int, int]]) -> List[dict]:
+def _frame_sizes(root, frames, what, image_sizes):
+    """{frame: (h, w)} read from the frames, or taken from ``image_sizes`` keyed by image_id."""
+    if image_sizes is not None:
+        image_sizes = {k[:-4] if k.endswith(".jpg") else k: v for k, v in image_sizes.items()}
+    return resolve_image_sizes(prw_paths(root)["image_root"], frames, what, ".jpg", image_sizes)
+
+
+def _records(root, split, frames, ids, boxes, remap, image_sizes=None) -> List[dict]:
     paths = prw_paths(root)
-    sizes = read_image_sizes(paths["image_root"], frames, f"PRW {split} split", suffix=".jpg")
+    sizes = _frame_sizes(root, frames, f"PRW {split} split", image_sizes)
     records, dropped = [], 0
     for f in frames:
         h, w = sizes[f]
@@ -217,10 +224,14 @@ def load_prw_train(root: str) -> Tuple[List[dict], Dict[int, int]]:
     return _records(root, "train", frames, ids, boxes, pid_map), pid_map
 
 
-def load_prw_gallery(root: str) -> List[dict]:
-    """Test frames (the gallery) with their original person ids (-1 = unlabeled)."""
+def load_prw_gallery(root: str, image_sizes: Optional[Dict] = None) -> List[dict]:
+    """Test frames (the gallery) with their original person ids (-1 = unlabeled).
+
+    ``image_sizes`` ({image_id such as 'c1s1_000151.jpg': (height, width)}) replaces reading the
+    frames, so that the records can be built from the annotation files alone.
+    """
     frames, ids, boxes = _read_split(root, "test")
-    return _records(root, "test", frames, ids, boxes, None)
+    return _records(root, "test", frames, ids, boxes, None, image_sizes)
 
 
 def parse_prw_query_info(path: str) -> List[Tuple[int, np.ndarray, str]]:
@@ -270,10 +281,11 @@ def parse_prw_query_info(path: str) -> List[Tuple[int, np.ndarray, str]]:
     return out
 
 
-def load_prw_query(root: str) -> List[dict]:
+def load_prw_query(root: str, image_sizes: Optional[Dict] = None) -> List[dict]:
     """One record per line of query_info.txt: the query frame with its GIVEN box.
 
-    Extra keys: ``query_index`` (line order), ``camera_id``.
+    Extra keys: ``query_index`` (line order), ``camera_id``. ``image_sizes`` as in
+    :func:`load_prw_gallery`.
     """
     require_dir(root, "PRW root")
     paths = prw_paths(root)
@@ -285,9 +297,7 @@ def load_prw_query(root: str) -> List[dict]:
             f"'{paths['query_info']}': {len(not_test)} query frame(s) are not test frames "
             f"(frame_test.mat), e.g. {not_test[:5]}"
         )
-    sizes = read_image_sizes(
-        paths["image_root"], sorted({f for _, _, f in queries}), "PRW queries", suffix=".jpg"
-    )
+    sizes = _frame_sizes(root, sorted({f for _, _, f in queries}), "PRW queries", image_sizes)
     records = []
     for q, (pid, box, frame) in enumerate(queries):
         h, w = sizes[frame]
