@@ -9,6 +9,8 @@ import logging
 from detectron2.config import CfgNode as CN
 from detectron2.data import MetadataCatalog
 
+from .evaluation.config import add_person_search_eval_config
+
 __all__ = ["add_ian_config", "resolve_num_pids"]
 
 logger = logging.getLogger(__name__)
@@ -16,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 def add_ian_config(cfg):
     """
-    Add the IAN keys (``MODEL.REID``, ``MODEL.CENTER_LOSS``) to ``cfg`` in place.
+    Add the IAN keys (``MODEL.REID``, ``MODEL.CENTER_LOSS``, ``TEST.PERSON_SEARCH``) to ``cfg``
+    in place.
 
     Args:
         cfg (CfgNode): a config, typically from ``detectron2.config.get_cfg()``.
@@ -90,6 +93,9 @@ def add_ian_config(cfg):
     # paper's setting) or "all_pos" (every positive box of a labeled identity: the matched
     # proposals and the ground-truth boxes; paper Table II ablation).
     _C.MODEL.CENTER_LOSS.INPUT = "gt"
+
+    # Person-search evaluation settings (TEST.PERSON_SEARCH).
+    add_person_search_eval_config(_C)
 
 
 def resolve_num_pids(cfg) -> int:

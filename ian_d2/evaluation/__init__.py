@@ -1,5 +1,7 @@
-"""Person-search evaluation: search scoring (mAP / top-k) and detection AP / recall."""
+"""Person-search evaluation: search scoring (mAP / top-k), detection AP / recall, the
+Detectron2 evaluator, saved predictions and their re-scoring."""
 
+from .config import EvalOptions, add_person_search_eval_config
 from .detection_metrics import (
     DetectionResult,
     average_precision,
@@ -7,6 +9,14 @@ from .detection_metrics import (
     evaluate_detections,
     mutual_best_matches,
 )
+from .evaluator import PersonSearchEvaluator, evaluate_person_search
+from .predictions import (
+    PREDICTIONS_FILE,
+    PersonSearchPredictions,
+    load_predictions,
+    save_predictions,
+)
+from .protocols import SearchProtocol, cuhk_sysu_protocols, prw_protocols
 from .search_metrics import (
     DUPLICATE_MODES,
     GalleryTable,
@@ -24,18 +34,29 @@ from .search_metrics import (
 __all__ = [
     "DUPLICATE_MODES",
     "DetectionResult",
+    "EvalOptions",
     "GalleryTable",
+    "PREDICTIONS_FILE",
+    "PersonSearchEvaluator",
+    "PersonSearchPredictions",
     "SearchGalleries",
+    "SearchProtocol",
     "SearchResult",
+    "add_person_search_eval_config",
     "add_pool_negatives",
     "average_precision",
     "box_iou",
     "build_prw_galleries",
+    "cuhk_sysu_protocols",
     "evaluate_detections",
+    "evaluate_person_search",
     "evaluate_search",
+    "load_predictions",
     "mutual_best_matches",
     "paired_iou",
+    "prw_protocols",
     "quantize_embeddings",
+    "save_predictions",
     "similarity",
     "small_box_iou_threshold",
 ]
