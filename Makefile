@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DETECTRON2_PIN := sal-detectron2==0.7.2
 
-.PHONY: setup test lint format demo clean-venv
+.PHONY: setup test lint format demo bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -24,11 +24,20 @@ $(VENV)/.installed: requirements.txt setup.py Makefile
 test: setup
 	$(PY) -m pytest -q tests
 
+# The embedded default: synthetic CUHK-SYSU -> IAN steps 1-3 -> evaluation, on CPU (~15 min).
+demo: setup
+	$(PY) dev/synthetic_demo.py
+
+# Speed benchmarks (JSON on stdout): scoring at CUHK-SYSU scale, CPU-sized model train/infer.
+bench: setup
+	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_model.py
+
 lint:
-	$(PY) -m black -l 100 --check ian_d2 tests train_net.py benchmarks
+	$(PY) -m black -l 100 --check ian_d2 tests train_net.py demo.py dev benchmarks
 
 format:
-	$(PY) -m black -l 100 ian_d2 tests benchmarks
+	$(PY) -m black -l 100 ian_d2 tests train_net.py demo.py dev benchmarks
 
 clean-venv:
 	rm -rf $(VENV)
