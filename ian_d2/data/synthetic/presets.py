@@ -82,12 +82,17 @@ _PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
             test_image_fraction=0.4,
             gallery_sizes=(20, 50),
         ),
+        # Sized for the CPU demo (make demo): few identities seen many times each, persons at
+        # least 30% of the image height, so that a small network learns identities in minutes.
         "default": dict(
-            num_images=2500,
-            num_identities=800,
-            test_id_fraction=0.25,
+            num_images=1200,
+            num_identities=100,
+            test_id_fraction=0.4,
             test_image_fraction=0.4,
             gallery_sizes=(50, 100),
+            appearances=(8, 14),
+            min_person_frac=0.3,
+            resolution_height=100,
         ),
     },
     "prw": {

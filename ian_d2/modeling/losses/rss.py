@@ -130,8 +130,8 @@ class RandomSamplingSoftmaxLoss(nn.Module):
         Returns:
             Tensor: scalar loss (zero, connected to the inputs and the classifier, when no box
             enters the loss).
-            dict[str, float]: ``accuracy`` (within the sampled classes) over the labeled
-            identities, when any.
+            dict[str, float]: ``accuracy`` of the labeled boxes (argmax over the sampled identity
+            classes, background excluded), when any.
         """
         if labels.numel() > 0 and int(labels.max()) >= self.num_pids:
             raise ValueError(f"Identity label {int(labels.max())} >= num_pids={self.num_pids}")
@@ -156,7 +156,10 @@ class RandomSamplingSoftmaxLoss(nn.Module):
         with torch.no_grad():
             labeled = t < self.num_pids
             if labeled.any():
-                pred = logits[labeled].argmax(dim=1)
+                # identity accuracy: argmax over the sampled identity classes (background, the
+                # last sampled column when present, left out: it says nothing about identities)
+                num_id_cols = int((classes < self.num_pids).sum())
+                pred = logits[labeled][:, :num_id_cols].argmax(dim=1)
                 stats["accuracy"] = (pred == t_col[labeled]).float().mean().item()
         return loss, stats
 
