@@ -12,6 +12,7 @@ Usage::
     python benchmarks/bench_model.py --config configs/IAN_R50.yaml --size 900 1500 \\
         --device cuda --batch 1 4 --amp 0 1                   # GPU, the published setting
 """
+
 import argparse
 import contextlib
 import json
