@@ -4,7 +4,7 @@
 Example (a model trained by ``make demo`` on the synthetic dataset)::
 
     python demo.py --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml \\
-        --query-image datasets/cuhk_sysu_synth/Image/SSM/s1501.jpg --query-box 120 80 170 230 \\
+        --query-image datasets/cuhk_sysu_synth/Image/SSM/s975.jpg --query-box 244 115 282 214 \\
         --gallery datasets/cuhk_sysu_synth/Image/SSM --top-k 5 --output demo_output \\
         --opts MODEL.WEIGHTS output/synthetic/step3/model_final.pth
 

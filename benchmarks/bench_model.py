@@ -94,7 +94,8 @@ def bench_train(cfg, args, g) -> Dict:
     """Seconds per iteration (SGD step included) at the training batch size."""
     model = build_model(cfg)
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    # lr 0: the timing includes the update, but random weights cannot diverge (FrozenBN nets do)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
     h, w = args.train_size
     batch = cfg.SOLVER.IMS_PER_BATCH
     data = [_inputs(batch, h, w, args.num_pids, g) for _ in range(2)]
