@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import scipy.io
 from detectron2.structures import BoxMode
 
 from ._common import (
@@ -322,9 +323,7 @@ def load_cuhk_sysu_subset_indices(root: str, subset: str, reference=None) -> np.
     path = os.path.join(cuhk_sysu_paths(root)["subset_dir"], SUBSET_FILES[subset])
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CUHK-SYSU {subset} subset: file '{path}' does not exist")
-    import scipy.io
-
-    names = tuple(k for k in scipy.io.whosmat(path) for k in [k[0]] if not k.startswith("__"))
+    names = tuple(name for name, _, _ in scipy.io.whosmat(path))
     if len(names) != 1:
         raise DatasetFormatError(f"'{path}': expected one variable, found {list(names)}")
     sub = _load_protocol_cached(path, os.path.getmtime(path), names, None)
