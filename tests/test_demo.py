@@ -71,7 +71,9 @@ class TestDemo(unittest.TestCase):
 
     def test_errors(self):
         out = os.path.join(self._tmp.name, "err")
-        with self.assertRaisesRegex(ValueError, r"query box .*must satisfy.*the query image is 400x300"):
+        with self.assertRaisesRegex(
+            ValueError, r"query box .*must satisfy.*the query image is 400x300"
+        ):
             self.demo.main(self._argv(out, [self.images], box=("10", "20", "500", "150")))
         with self.assertRaisesRegex(ValueError, r"image '.*nope.jpg' does not exist"):
             self.demo.main(self._argv(out, [self.images], query="nope.jpg"))
