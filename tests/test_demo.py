@@ -1,22 +1,12 @@
 """demo.py on a tiny generated gallery with a random-weight model: outputs and input errors."""
 
-import importlib.util
 import json
 import os
 import tempfile
 import unittest
 
 from ian_d2.data.synthetic import generate_cuhk_sysu
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, "configs", "quick_schedules", "IAN_R18_GN_instant_test.yaml")
-
-
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("ian_demo", os.path.join(REPO, "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from repo_scripts import QUICK_CONFIG, load_script
 
 
 class TestDemo(unittest.TestCase):
@@ -26,7 +16,7 @@ class TestDemo(unittest.TestCase):
         root = os.path.join(cls._tmp.name, "cuhk")
         generate_cuhk_sysu(root, size="tiny", seed=0)
         cls.images = os.path.join(root, "Image", "SSM")
-        cls.demo = _load_demo()
+        cls.demo = load_script("demo.py", "ian_demo")
 
     @classmethod
     def tearDownClass(cls):
@@ -34,7 +24,7 @@ class TestDemo(unittest.TestCase):
 
     def _argv(self, out, gallery, box=("10", "20", "60", "150"), query="s1.jpg"):
         return [
-            "--config-file", CONFIG,
+            "--config-file", QUICK_CONFIG,
             "--query-image", os.path.join(self.images, query),
             "--query-box", *box,
             "--gallery", *gallery,

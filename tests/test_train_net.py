@@ -1,6 +1,5 @@
 """train_net.py end to end on a tiny generated dataset: train, checkpoint, resume, evaluate."""
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -10,17 +9,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ian_d2.data import register_person_search_dataset
 from ian_d2.data.synthetic import generate_cuhk_sysu
+from repo_scripts import QUICK_CONFIG, load_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, "configs", "quick_schedules", "IAN_R18_GN_instant_test.yaml")
 PREFIX = "_train_net_test_synth"
-
-
-def _load_train_net():
-    spec = importlib.util.spec_from_file_location("train_net", os.path.join(REPO, "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class TestTrainNet(unittest.TestCase):
@@ -30,7 +21,7 @@ class TestTrainNet(unittest.TestCase):
         root = os.path.join(cls._tmp.name, "cuhk")
         generate_cuhk_sysu(root, size="tiny", seed=0)
         cls.names = register_person_search_dataset("cuhk_sysu", PREFIX, root)
-        cls.train_net = _load_train_net()
+        cls.train_net = load_script("train_net.py", "train_net")
 
     @classmethod
     def tearDownClass(cls):
@@ -41,7 +32,7 @@ class TestTrainNet(unittest.TestCase):
 
     def _args(self, out, *opts, resume=False, eval_only=False):
         parser = self.train_net.default_argument_parser()
-        argv = ["--config-file", CONFIG] + (["--resume"] if resume else [])
+        argv = ["--config-file", QUICK_CONFIG] + (["--resume"] if resume else [])
         argv += ["--eval-only"] if eval_only else []
         argv += [
             "OUTPUT_DIR", out,
