@@ -22,7 +22,7 @@ from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.data import build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import DatasetEvaluators, verify_results
+from detectron2.evaluation import verify_results
 from detectron2.utils.file_io import PathManager
 
 import ian_d2  # noqa: F401  (registers datasets, heads and meta-architectures)
@@ -56,7 +56,7 @@ class Trainer(DefaultTrainer):
                 f"no evaluator for dataset '{dataset_name}' (evaluator_type={evaluator_type!r}); "
                 "person-search test sets are the registered '*_test' splits"
             )
-        return DatasetEvaluators([PersonSearchEvaluator(dataset_name, cfg, True, output_folder)])
+        return PersonSearchEvaluator(dataset_name, cfg, True, output_folder)
 
 
 def check_weights_available(weights: str) -> None:

@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 
 from detectron2.config import CfgNode as CN
 
+from .search_metrics import DUPLICATE_MODES
+
 __all__ = ["add_person_search_eval_config", "EvalOptions"]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,12 @@ class EvalOptions:
     save_predictions: bool = True
     embed_dim: Optional[int] = None
 
+    def __post_init__(self):
+        if self.duplicates not in DUPLICATE_MODES:
+            raise ValueError(
+                f"duplicates must be one of {DUPLICATE_MODES}, not {self.duplicates!r}"
+            )
+
     @classmethod
     def from_cfg(cls, cfg=None, **overrides) -> "EvalOptions":
         """Options from ``cfg.TEST.PERSON_SEARCH`` (defaults where absent), then ``overrides``.
@@ -70,9 +78,7 @@ class EvalOptions:
                 save_predictions=bool(node.SAVE_PREDICTIONS),
             )
         opts = replace(opts, **{k: v for k, v in overrides.items() if v is not None})
-        if opts.gallery_sizes is not None:
-            opts = replace(opts, gallery_sizes=tuple(int(s) for s in opts.gallery_sizes))
-        return opts
+        return replace(opts, gallery_sizes=tuple(int(s) for s in opts.gallery_sizes))
 
 
 def add_person_search_eval_config(cfg) -> None:

@@ -25,6 +25,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
+from ..data.datasets.builtin import FAMILIES
 from .config import EvalOptions
 from .detection_metrics import evaluate_detections
 from .predictions import PREDICTIONS_FILE, PersonSearchPredictions, save_predictions
@@ -37,14 +38,13 @@ from .protocols import (
     query_rows,
     split_test_records,
 )
-from .search_metrics import DUPLICATE_MODES, evaluate_search
+from .search_metrics import evaluate_search
 
 __all__ = ["PersonSearchEvaluator", "evaluate_person_search", "RESULTS_FILE"]
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "person_search_results.json"
-FAMILIES = ("cuhk_sysu", "prw")
 
 
 def evaluate_person_search(
@@ -75,8 +75,6 @@ def evaluate_person_search(
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown dataset family {family!r}; expected one of {FAMILIES}")
-    if options.duplicates not in DUPLICATE_MODES:
-        raise ValueError(f"duplicates must be one of {DUPLICATE_MODES}, not {options.duplicates!r}")
     preds.validate(options.embed_dim)
     table = build_gallery_table(preds, gallery_records)
     results: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
@@ -225,10 +223,6 @@ class PersonSearchEvaluator(DatasetEvaluator):
             save_predictions=save_predictions,
             embed_dim=embed_dim,
         )
-        if self._options.duplicates not in DUPLICATE_MODES:
-            raise ValueError(
-                f"duplicates must be one of {DUPLICATE_MODES}, not {self._options.duplicates!r}"
-            )
         self._cpu_device = torch.device("cpu")
         self.settings: Dict[str, Dict[str, object]] = {}
         self.reset()

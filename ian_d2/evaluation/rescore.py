@@ -27,29 +27,17 @@ import argparse
 import json
 import logging
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from .config import EvalOptions
-from .evaluator import FAMILIES, evaluate_person_search
+from ..data.datasets.builtin import FAMILIES, load_test_split
+from .evaluator import evaluate_person_search
 from .predictions import load_predictions
 from .search_metrics import DUPLICATE_MODES
 
 __all__ = ["rescore", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
-
-
-def _records(family: str, root: str, image_sizes) -> Tuple[List[dict], List[dict]]:
-    """Gallery and query records of a dataset root, built without reading any image."""
-    from ..data.datasets.cuhk_sysu import load_cuhk_sysu_gallery, load_cuhk_sysu_query
-    from ..data.datasets.prw import load_prw_gallery, load_prw_query
-
-    if family == "cuhk_sysu":
-        return (
-            load_cuhk_sysu_gallery(root, image_sizes=image_sizes),
-            load_cuhk_sysu_query(root, image_sizes=image_sizes),
-        )
-    return load_prw_gallery(root, image_sizes=image_sizes), load_prw_query(root, image_sizes)
 
 
 def rescore(
@@ -90,7 +78,7 @@ def rescore(
         raise ValueError("--gallery-size applies to CUHK-SYSU only")
     if multi_view is not None and dataset != "prw":
         raise ValueError("--multi-view / --all-camera apply to PRW only")
-    gallery, queries = _records(dataset, dataset_root, preds.image_sizes())
+    gallery, queries = load_test_split(dataset, dataset_root, preds.image_sizes())
     options = EvalOptions(
         det_thresh=det_thresh,
         det_eval_thresh=det_eval_thresh,

@@ -36,7 +36,7 @@ ENV_HINT = (
 
 
 class DatasetFormatError(ValueError):
-    """A dataset file exists but does not hold what the loader expects (a variable, a field, a box)."""
+    """A dataset file exists but does not hold what the loader expects (variable, field, box)."""
 
 
 def require_dir(path: str, what: str) -> str:

@@ -20,14 +20,14 @@ prw_synth_*                  ROOT/PRW_synth                   synthetic data, PR
 Every split's metadata has ``thing_classes=["person"]``, ``evaluator_type="person_search"``,
 ``dataset_family`` ("cuhk_sysu" or "prw"), ``dataset_root``, ``image_root`` and the names of the
 sibling splits (``train_dataset``, ``gallery_dataset``, ``query_dataset``, ``test_dataset``).
-Protocol data (the CUHK-SYSU gallery lists, the PRW cameras) is read from the annotation files on demand: see
-:func:`ian_d2.data.datasets.cuhk_sysu.load_cuhk_sysu_protocol`. The number of train identities
-is read with :func:`get_num_train_pids` (cheap, cached in the metadata).
+Protocol data (the CUHK-SYSU gallery lists, the PRW cameras) is read from the annotation files
+on demand: see :func:`ian_d2.data.datasets.cuhk_sysu.load_cuhk_sysu_protocol`. The number of
+train identities is read with :func:`get_num_train_pids` (cheap, cached in the metadata).
 """
 
 import logging
 import os
-from typing import Dict
+from typing import Dict, List, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -43,6 +43,7 @@ __all__ = [
     "register_person_search_dataset",
     "register_all_person_search",
     "get_num_train_pids",
+    "load_test_split",
     "datasets_root",
     "BUILTIN_ROOTS",
 ]
@@ -62,6 +63,32 @@ FAMILIES = ("cuhk_sysu", "prw")
 def datasets_root() -> str:
     """``$DETECTRON2_DATASETS``, default ``datasets`` (relative to the working directory)."""
     return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+
+
+def load_test_split(
+    family: str, root: str, image_sizes: Optional[Dict[str, Tuple[int, int]]] = None
+) -> Tuple[List[dict], List[dict]]:
+    """The gallery records and the query records of a dataset root (``{prefix}_test``).
+
+    Args:
+        family: "cuhk_sysu" or "prw".
+        root: the dataset folder.
+        image_sizes: {image_id: (height, width)}; when given, no image is read (see the
+            loaders), e.g. to re-score saved predictions from the annotation files alone.
+    """
+    if family == "cuhk_sysu":
+        return (
+            load_cuhk_sysu_gallery(root, image_sizes=image_sizes),
+            load_cuhk_sysu_query(root, image_sizes=image_sizes),
+        )
+    if family == "prw":
+        return load_prw_gallery(root, image_sizes), load_prw_query(root, image_sizes)
+    raise ValueError(f"unknown dataset family '{family}'; expected one of {FAMILIES}")
+
+
+def _load_test_records(family: str, root: str) -> List[dict]:
+    gallery, queries = load_test_split(family, root)
+    return gallery + queries
 
 
 def _load_prw_train_and_record_map(name: str, root: str):
@@ -92,7 +119,6 @@ def register_person_search_dataset(family: str, prefix: str, root: str) -> Dict[
             "train": lambda r=root: load_cuhk_sysu_train(r),
             "gallery": lambda r=root: load_cuhk_sysu_gallery(r),
             "query": lambda r=root: load_cuhk_sysu_query(r),
-            "test": lambda r=root: load_cuhk_sysu_gallery(r) + load_cuhk_sysu_query(r),
         }
         image_root = os.path.join(root, "Image", "SSM")
     else:
@@ -100,9 +126,9 @@ def register_person_search_dataset(family: str, prefix: str, root: str) -> Dict[
             "train": lambda n=names["train"], r=root: _load_prw_train_and_record_map(n, r),
             "gallery": lambda r=root: load_prw_gallery(r),
             "query": lambda r=root: load_prw_query(r),
-            "test": lambda r=root: load_prw_gallery(r) + load_prw_query(r),
         }
         image_root = os.path.join(root, "frames")
+    loaders["test"] = lambda f=family, r=root: _load_test_records(f, r)
     for split, name in names.items():
         DatasetCatalog.register(name, loaders[split])
         MetadataCatalog.get(name).set(
