@@ -17,46 +17,21 @@ import logging
 import os
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import MetadataCatalog, build_detection_test_loader
-from detectron2.data import build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.file_io import PathManager
 
 import ian_d2  # noqa: F401  (registers datasets, heads and meta-architectures)
-from ian_d2.config import add_ian_config
-from ian_d2.data import PersonSearchDatasetMapper
-from ian_d2.evaluation import PersonSearchEvaluator
+from ian_d2.config import add_ian_config, resolve_num_pids
+from ian_d2.engine import PersonSearchCheckpointer, PersonSearchTrainer, check_batch_size
 
 logger = logging.getLogger("ian_d2")
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with the person-search mapper and evaluator."""
-
-    @classmethod
-    def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=PersonSearchDatasetMapper(cfg, True))
-
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=PersonSearchDatasetMapper(cfg, False)
-        )
-
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        if output_folder is None:
-            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
-        if evaluator_type != "person_search":
-            raise NotImplementedError(
-                f"no evaluator for dataset '{dataset_name}' (evaluator_type={evaluator_type!r}); "
-                "person-search test sets are the registered '*_test' splits"
-            )
-        return PersonSearchEvaluator(dataset_name, cfg, True, output_folder)
+class Trainer(PersonSearchTrainer):
+    """The person-search trainer (``ian_d2.engine.PersonSearchTrainer``): DefaultTrainer with the
+    person-search mapper and evaluator, DDP on GPUs or CPUs, atomic checkpoints."""
 
 
 def check_weights_available(weights: str) -> None:
@@ -78,12 +53,27 @@ def check_weights_available(weights: str) -> None:
         ) from e
 
 
-def setup(args):
-    """Create the config from the file and the command-line overrides."""
+def load_config(args):
+    """The config from the file and the command-line overrides (not frozen, no side effect)."""
     cfg = get_cfg()
     add_ian_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    return cfg
+
+
+def setup(args):
+    """
+    Create the config, resolve what the model reads from the training set, freeze, and run
+    Detectron2's ``default_setup`` (logging, seeds, OUTPUT_DIR/config.yaml).
+
+    Training with ``MODEL.REID.NUM_PIDS 0`` reads the number of identities from the training
+    set and writes it into the config, so that the config saved beside the checkpoints builds
+    the model without the training set.
+    """
+    cfg = load_config(args)
+    if not args.eval_only and cfg.MODEL.REID.NUM_PIDS <= 0:
+        cfg.MODEL.REID.NUM_PIDS = resolve_num_pids(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
@@ -93,7 +83,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        PersonSearchCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         res = Trainer.test(cfg, model)
@@ -109,6 +99,8 @@ def main(args):
 
 def invoke_main() -> None:
     args = default_argument_parser().parse_args()
+    if not args.eval_only:  # a batch that cannot be split: say so before starting processes
+        check_batch_size(load_config(args), args.num_gpus * args.num_machines)
     launch(
         main,
         args.num_gpus,

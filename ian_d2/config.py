@@ -5,13 +5,17 @@ YAML file from ``configs/``. Detectron2's global defaults are never modified.
 """
 
 import logging
+import os
+from typing import Optional
 
+import torch
 from detectron2.config import CfgNode as CN
 from detectron2.data import MetadataCatalog
+from detectron2.utils.file_io import PathManager
 
 from .evaluation.config import add_person_search_eval_config
 
-__all__ = ["add_ian_config", "resolve_num_pids"]
+__all__ = ["add_ian_config", "num_pids_in_checkpoint", "resolve_num_pids"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +37,16 @@ def add_ian_config(cfg):
     # Dimension of the L2-normalised identity embedding ("feat") of every box.
     _C.MODEL.REID.EMBED_DIM = 256
     # Normalisation between the 2048 -> EMBED_DIM linear layer and the L2 normalisation:
-    # "BN" (BatchNorm1d) or "" (none).
-    _C.MODEL.REID.EMBED_NORM = "BN"
+    # "SyncBN" (BatchNorm1d with the statistics of the boxes of ALL processes of a distributed
+    # run, so that N GPUs compute what one GPU computes over the same mini-batch; identical to
+    # "BN" with one process), "BN" (statistics of each process's own boxes) or "" (none).
+    _C.MODEL.REID.EMBED_NORM = "SyncBN"
     # Identity loss: "RSS" (random sampling softmax, E2E-PS / IAN) or "OIM" (online instance
     # matching).
     _C.MODEL.REID.LOSS_TYPE = "RSS"
-    # Number of labeled training identities. 0 = read `num_train_pids` from the metadata of
-    # DATASETS.TRAIN[0] when the model is built (the dataset must then be registered).
+    # Number of labeled training identities. 0 = `num_train_pids` from the metadata of
+    # DATASETS.TRAIN[0] when that training set can be read, else the checkpoint MODEL.WEIGHTS
+    # (see `resolve_num_pids`). train_net.py writes the resolved number into OUTPUT_DIR/config.yaml.
     _C.MODEL.REID.NUM_PIDS = 0
     # Weight of `loss_reid` in the total loss.
     _C.MODEL.REID.LOSS_WEIGHT = 1.0
@@ -98,16 +105,64 @@ def add_ian_config(cfg):
     add_person_search_eval_config(_C)
 
 
+# Tensors of a checkpoint whose first dimension gives the number of identities L (minus the
+# offset: the RSS classifier has one row per identity plus the background class).
+_IDENTITY_TENSORS = (
+    ("roi_heads.center_loss.centers", 0),
+    ("roi_heads.reid_loss.lut", 0),
+    ("roi_heads.reid_loss.classifier.weight", 1),
+)
+
+
+def num_pids_in_checkpoint(path: str) -> Optional[int]:
+    """
+    Number of identities L recorded by an ian_d2 checkpoint: the first dimension of its center
+    loss centers, OIM lookup table or RSS classifier (minus the background row).
+
+    Args:
+        path (str): a ``.pth`` file written by Detectron2's checkpointer (or "").
+
+    Returns:
+        int or None: None for an empty path, a missing file, a file that is not a ``.pth``
+        checkpoint (e.g. ImageNet ``.pkl`` weights) or one without identity tensors.
+    """
+    if not path:
+        return None
+    try:
+        local = PathManager.get_local_path(path)
+    except Exception:  # a URL that cannot be fetched: not an identity source
+        return None
+    if not os.path.isfile(local) or not local.endswith((".pth", ".pt")):
+        return None
+    try:  # mmap: only the shapes are read, not the whole file
+        state = torch.load(local, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as e:
+        logger.warning(f"Cannot read '{path}' for its number of identities: {e}")
+        return None
+    model = state.get("model", state) if isinstance(state, dict) else {}
+    for key, offset in _IDENTITY_TENSORS:
+        t = model.get(key, None) if isinstance(model, dict) else None
+        if t is not None and hasattr(t, "shape") and len(t.shape) == 2:
+            return int(t.shape[0]) - offset
+    return None
+
+
 def resolve_num_pids(cfg) -> int:
     """
     Number of labeled training identities of a config.
+
+    Sources, in order: ``MODEL.REID.NUM_PIDS`` if positive; the metadata ``num_train_pids`` of
+    ``DATASETS.TRAIN[0]`` (read from its annotations by ``ian_d2.data.get_num_train_pids`` the
+    first time) when that training set can be read; else the checkpoint ``MODEL.WEIGHTS``
+    (its identity tensors), so that a trained model is built without its training set
+    (``DefaultPredictor``, ``--eval-only``). ``train_net.py`` writes the resolved value into the
+    config it saves beside the checkpoints.
 
     Args:
         cfg (CfgNode): a config with the IAN keys.
 
     Returns:
-        int: ``MODEL.REID.NUM_PIDS`` if positive, else ``num_train_pids`` of the metadata of
-        ``DATASETS.TRAIN[0]`` (computed by ``ian_d2.data.get_num_train_pids`` when not cached).
+        int: L.
     """
     num_pids = int(cfg.MODEL.REID.NUM_PIDS)
     name = cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None
@@ -120,19 +175,29 @@ def resolve_num_pids(cfg) -> int:
                 f"MODEL.REID.NUM_PIDS={num_pids} but '{name}' has num_train_pids={meta_pids}"
             )
         return num_pids
-    if name is None:
-        raise ValueError("MODEL.REID.NUM_PIDS is 0 and DATASETS.TRAIN is empty: set NUM_PIDS.")
-    num_pids = meta_pids
-    if num_pids is None:
+    dataset_error = None
+    if meta_pids is None and name is not None:
         try:  # the data package reads the count from the annotations once and caches it
             from .data import get_num_train_pids
 
-            num_pids = get_num_train_pids(name)
+            meta_pids = get_num_train_pids(name)
         except Exception as e:
-            raise ValueError(
-                f"MODEL.REID.NUM_PIDS is 0 and the number of train identities of '{name}' is "
-                f"unknown ({type(e).__name__}: {e}). Register the dataset (`import ian_d2`) or "
-                "set MODEL.REID.NUM_PIDS explicitly."
-            ) from e
-    logger.info(f"MODEL.REID.NUM_PIDS = {num_pids} (from the metadata of '{name}')")
-    return int(num_pids)
+            dataset_error = f"{type(e).__name__}: {e}"
+    if meta_pids is not None:
+        logger.info(f"MODEL.REID.NUM_PIDS = {meta_pids} (from the metadata of '{name}')")
+        return int(meta_pids)
+    ckpt_pids = num_pids_in_checkpoint(cfg.MODEL.WEIGHTS)
+    if ckpt_pids is not None:
+        logger.info(f"MODEL.REID.NUM_PIDS = {ckpt_pids} (from the checkpoint {cfg.MODEL.WEIGHTS})")
+        return ckpt_pids
+    where = (
+        f"the training set '{name}' cannot be read ({dataset_error})"
+        if name
+        else ("DATASETS.TRAIN is empty")
+    )
+    raise ValueError(
+        f"MODEL.REID.NUM_PIDS is 0, {where}, and MODEL.WEIGHTS={cfg.MODEL.WEIGHTS!r} is not an "
+        "ian_d2 checkpoint recording the number of identities. Set MODEL.REID.NUM_PIDS, register "
+        "the training set (`import ian_d2`, $DETECTRON2_DATASETS) or point MODEL.WEIGHTS to a "
+        "trained .pth checkpoint."
+    )

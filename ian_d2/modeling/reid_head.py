@@ -15,6 +15,8 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 
+from .batch_norm import SyncBatchNorm1d, batch_norm_running_stats
+
 __all__ = ["ReIDEmbeddingHead"]
 
 logger = logging.getLogger(__name__)
@@ -23,22 +25,29 @@ logger = logging.getLogger(__name__)
 class ReIDEmbeddingHead(nn.Module):
     """
     Linear C -> D, optional BatchNorm1d, then L2 normalisation. No dropout.
+
+    Normalisation: "SyncBN" (statistics over the boxes of every process: identical to "BN" with
+    one process), "BN" (statistics of each process's own boxes) or "" (none). In training, a
+    mini-batch of fewer than 2 boxes is normalised with the running statistics.
     """
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, embed_dim: int = 256, norm: str = "BN"):
+    def __init__(self, input_shape: ShapeSpec, *, embed_dim: int = 256, norm: str = "SyncBN"):
         """
         Args:
             input_shape (ShapeSpec): shape of the pooled input feature (``channels`` = C).
             embed_dim (int): D.
-            norm (str): "BN" for a BatchNorm1d before the L2 normalisation, "" for none.
+            norm (str): "SyncBN" or "BN" for a BatchNorm1d before the L2 normalisation (over
+                all processes, or per process), "" for none.
         """
         super().__init__()
         self.embed_dim = embed_dim
         self.proj = nn.Linear(input_shape.channels, embed_dim)
         nn.init.normal_(self.proj.weight, std=0.01)
         nn.init.constant_(self.proj.bias, 0.0)
-        if norm == "BN":
+        if norm == "SyncBN":
+            self.norm = SyncBatchNorm1d(embed_dim)
+        elif norm == "BN":
             self.norm = nn.BatchNorm1d(embed_dim)
         elif norm == "":
             self.norm = None
@@ -64,7 +73,10 @@ class ReIDEmbeddingHead(nn.Module):
         if x.dim() > 2:
             x = x.mean(dim=[2, 3])
         x = self.proj(x)
-        # BatchNorm1d cannot compute batch statistics from fewer than 2 samples in training.
-        if self.norm is not None and (not self.training or x.shape[0] > 1):
+        if isinstance(self.norm, SyncBatchNorm1d):  # handles small batches over all processes
             x = self.norm(x)
+        elif self.norm is not None:
+            # no batch statistics from fewer than 2 boxes: the running ones
+            small = self.training and x.shape[0] < 2
+            x = batch_norm_running_stats(self.norm, x) if small else self.norm(x)
         return F.normalize(x, dim=1)

@@ -131,6 +131,22 @@ class PersonSearchROIHeads(Res5ROIHeads):
     # ------------------------------------------------------------------------------------------ #
     # Training targets
     # ------------------------------------------------------------------------------------------ #
+    def _sample_proposals(
+        self, matched_idxs: torch.Tensor, matched_labels: torch.Tensor, gt_classes: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """
+        :meth:`ROIHeads._sample_proposals` (the same random subset), returned in the order of
+        the proposals (RPN proposals by objectness, then the appended ground-truth boxes)
+        instead of a random order. The losses do not depend on the order; the OIM lookup table
+        and queue, updated box after box, do: in this order, the same images give the same
+        updates, in one process or gathered from several (``ian_d2.utils.comm``).
+        """
+        sampled_idxs, sampled_classes = super()._sample_proposals(
+            matched_idxs, matched_labels, gt_classes
+        )
+        sampled_idxs, order = torch.sort(sampled_idxs)
+        return sampled_idxs, sampled_classes[order]
+
     @torch.no_grad()
     def label_and_sample_proposals(
         self, proposals: List[Instances], targets: List[Instances]

@@ -15,6 +15,7 @@ from torch import nn
 from detectron2.config import configurable
 
 from ...config import resolve_num_pids
+from ...utils.comm import all_gather_rows
 
 __all__ = ["CenterLoss"]
 
@@ -36,6 +37,10 @@ class CenterLoss(nn.Module):
         c_j <- c_j - alpha * delta_c_j
 
     The optimizer never sees them (no parameters in this module).
+
+    Several processes (torch.distributed): the loss of each process uses its own boxes, but the
+    update uses the boxes of ALL processes of the iteration (gathered in rank order), so the
+    centers are identical everywhere and equal to the one-process update over the whole batch.
     """
 
     @configurable
@@ -77,16 +82,19 @@ class CenterLoss(nn.Module):
         x = feats[keep]
         y = labels[keep]
         n = y.numel()
-        if n == 0:
-            return feats.sum() * 0.0, {}
-        if int(y.max()) >= self.num_pids:
+        if n > 0 and int(y.max()) >= self.num_pids:
             raise ValueError(f"Identity label {int(y.max())} >= num_pids={self.num_pids}")
-        centers = self.centers[y].to(dtype=x.dtype)
-        diff = x - centers
-        loss = 0.5 * (diff * diff).sum() / n
-        stats = {"center_dist": diff.detach().norm(dim=1).mean().item()}
+        stats = {}
+        if n == 0:
+            loss = feats.sum() * 0.0
+        else:
+            centers = self.centers[y].to(dtype=x.dtype)
+            diff = x - centers
+            loss = 0.5 * (diff * diff).sum() / n
+            stats["center_dist"] = diff.detach().norm(dim=1).mean().item()
         if self.training:
-            self.update_centers(x.detach(), y)
+            # every process takes part, even with no box: the update is a collective
+            self.update_centers(*all_gather_rows(x.detach().to(self.centers.dtype), y))
         return loss, stats
 
     @torch.no_grad()
@@ -94,10 +102,16 @@ class CenterLoss(nn.Module):
         """
         One mini-batch update of the centers of the identities present in ``y``.
 
+        Under torch.distributed, :meth:`forward` passes the boxes of every process (rank order),
+        so the centers stay identical on all processes and equal to one process's update over
+        the whole mini-batch.
+
         Args:
             x (Tensor): [n, D] features.
             y (Tensor): [n] labels in [0, L).
         """
+        if y.numel() == 0:
+            return
         x = x.to(self.centers.dtype)
         counts = torch.bincount(y, minlength=self.num_pids).to(self.centers.dtype)
         delta = torch.zeros_like(self.centers)

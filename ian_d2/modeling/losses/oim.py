@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 
 from ...config import resolve_num_pids
+from ...utils.comm import all_gather_rows
 from .constants import UNLABELED_PID
 
 __all__ = ["OIMLoss"]
@@ -39,6 +40,11 @@ class OIMLoss(nn.Module):
     The loss is computed with the table and queue as they were before this mini-batch; both are
     buffers (``lut`` [L, D], ``queue`` [Q, D], ``queue_ptr``), saved in checkpoints and updated
     without gradients, in training mode only.
+
+    Several processes (torch.distributed): the updates use the boxes of ALL processes of the
+    iteration, gathered in rank order (rank 0's boxes first, each process's in its own order),
+    so table and queue are identical everywhere and equal to one process's update over the
+    whole mini-batch.
     """
 
     @configurable
@@ -109,8 +115,12 @@ class OIMLoss(nn.Module):
         else:
             loss = feats.sum() * 0.0
         if self.training:
-            self.update_lut(x.detach(), y)
-            self.update_queue(feats.detach()[unlabeled])
+            # every process takes part, even with no box: the gather is a collective
+            used = labeled | unlabeled
+            all_x, all_y = all_gather_rows(feats.detach()[used].to(self.lut.dtype), labels[used])
+            is_labeled = all_y >= 0
+            self.update_lut(all_x[is_labeled], all_y[is_labeled])
+            self.update_queue(all_x[~is_labeled])
         return loss, stats
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 
 from ...config import resolve_num_pids
+from ...utils.comm import all_gather_rows, broadcast_from_main, is_distributed
 from .constants import BACKGROUND_PID
 
 __all__ = ["RandomSamplingSoftmaxLoss"]
@@ -36,6 +37,10 @@ class RandomSamplingSoftmaxLoss(nn.Module):
     negative labels) never enter the loss. The loss is the mean over the boxes that enter.
 
     The classifier acts on ``scalar * x`` (x is the L2-normalised embedding).
+
+    Several processes (torch.distributed): the class subset is drawn once per iteration for the
+    whole mini-batch and shared by every process (see :meth:`sample_classes`); the classifier is
+    a parameter, so DistributedDataParallel keeps it identical.
     """
 
     @configurable
@@ -103,13 +108,24 @@ class RandomSamplingSoftmaxLoss(nn.Module):
         """
         Draw the class subset of one mini-batch.
 
+        Several processes (torch.distributed, training mode): ONE subset for the whole
+        mini-batch, the same on every process: the union of the targets of all processes, filled
+        up with classes drawn by rank 0 and broadcast. Each process's loss is then a softmax over
+        the same classes, as one process would compute over the whole mini-batch, and the
+        gradients that DistributedDataParallel averages belong to one sampled softmax. Every
+        process must call this in every training iteration (a collective), even with no target.
+
         Args:
-            targets (Tensor): [n] class indices in [0, L].
+            targets (Tensor): [n] class indices in [0, L] (n may be 0).
 
         Returns:
-            Tensor: [S] sorted, distinct class indices; a superset of ``targets``.
+            Tensor: [S] sorted, distinct class indices; a superset of ``targets`` (of every
+            process's targets when distributed).
         """
         present = torch.unique(targets)
+        sync = self.training and is_distributed()
+        if sync:
+            present = torch.unique(all_gather_rows(present)[0])
         num_extra = min(self.sample_size, self.num_classes) - present.numel()
         if num_extra <= 0:
             return present
@@ -117,6 +133,8 @@ class RandomSamplingSoftmaxLoss(nn.Module):
         candidates[present] = False
         candidates = candidates.nonzero().squeeze(1)
         perm = torch.randperm(candidates.numel(), device=targets.device)[:num_extra]
+        if sync:  # every process knows num_extra (same union): rank 0's draw for all
+            perm = broadcast_from_main(perm.contiguous())
         return torch.sort(torch.cat([present, candidates[perm]]))[0]
 
     def forward(
@@ -137,12 +155,13 @@ class RandomSamplingSoftmaxLoss(nn.Module):
             raise ValueError(f"Identity label {int(labels.max())} >= num_pids={self.num_pids}")
         targets = self.targets_from_labels(labels)
         keep = targets >= 0
+        x = feats[keep]
+        t = targets[keep]
+        if keep.any() or (self.training and is_distributed()):  # a collective: never skipped
+            classes = self.sample_classes(t)
         if not keep.any():
             zero = feats.sum() * 0.0 + self.classifier.weight.sum() * 0.0
             return zero + self.classifier.bias.sum() * 0.0, {}
-        x = feats[keep]
-        t = targets[keep]
-        classes = self.sample_classes(t)
         # Map every class index to its column in the sampled logits.
         column = torch.full((self.num_classes,), -1, dtype=torch.long, device=t.device)
         column[classes] = torch.arange(classes.numel(), device=t.device)

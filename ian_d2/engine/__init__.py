@@ -1,0 +1,12 @@
+"""Training engine: the person-search trainer (any number of processes) and its checkpointer."""
+
+from .checkpoint import PersonSearchCheckpointer
+from .trainer import PersonSearchTrainer, check_batch_size, create_ddp_model, per_process_batch
+
+__all__ = [
+    "PersonSearchCheckpointer",
+    "PersonSearchTrainer",
+    "check_batch_size",
+    "create_ddp_model",
+    "per_process_batch",
+]
