@@ -80,7 +80,12 @@ def add_ian_config(cfg):
     _C.MODEL.REID.PRETRAIN_CROPS = CN()
     # (height, width) of every crop, cut from the input image with ROIAlign.
     _C.MODEL.REID.PRETRAIN_CROPS.CROP_SIZE = (224, 224)
-    # Background crops per image: random boxes shaped like the image's persons.
+    # Person crops per image: 0 = every labeled person of the image; k > 0 = k of them, drawn
+    # at random each time the image is used (the paper's batch of 8 crops = 4 images x (1 person
+    # + 1 background) with PERSONS_PER_IMAGE 1 and NUM_BG_PER_IMAGE -1).
+    _C.MODEL.REID.PRETRAIN_CROPS.PERSONS_PER_IMAGE = 0
+    # Background crops per image: random boxes shaped like the image's persons. -1 = as many as
+    # the image's person crops (the paper: as many background crops as person crops).
     _C.MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE = 4
     # A background crop overlaps every ground-truth box of its image by less than this IoU.
     _C.MODEL.REID.PRETRAIN_CROPS.BG_IOU_THRESH = 0.3

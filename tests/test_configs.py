@@ -8,9 +8,11 @@ import torch
 
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
+from detectron2.engine import DefaultTrainer
 
 import ian_d2.modeling  # noqa: F401  (registers PersonSearchROIHeads and CropClassifier)
 from ian_d2.config import add_ian_config, resolve_num_pids
+from ian_d2.engine import check_batch_size, per_process_batch
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
 
@@ -61,12 +63,17 @@ class TestConfigs(unittest.TestCase):
         self.assertEqual(ablation.MODEL.CENTER_LOSS.WEIGHT, 0.0)
 
     def test_steps_chain(self):
-        for root in ("CUHK-SYSU", "PRW", "quick_schedules"):
-            steps = [
-                _load(f)
-                for f in sorted(glob.glob(os.path.join(CONFIG_DIR, root, "*step[123]_*.yaml")))
-            ]
-            self.assertEqual(len(steps), 3, root)
+        for root, pattern in (
+            ("CUHK-SYSU", "IAN_R101_step[123]_*.yaml"),
+            ("CUHK-SYSU", "IAN_R101_paper_step[123]_*.yaml"),
+            ("PRW", "IAN_R101_step[123]_*.yaml"),
+            ("PRW", "IAN_R101_paper_step[123]_*.yaml"),
+            ("quick_schedules", "*step[123]_*.yaml"),
+            ("Synthetic", "*step[123]_*.yaml"),
+        ):
+            files = sorted(glob.glob(os.path.join(CONFIG_DIR, root, pattern)))
+            steps = [_load(f) for f in files]
+            self.assertEqual(len(steps), 3, (root, pattern))
             self.assertEqual(steps[0].MODEL.META_ARCHITECTURE, "CropClassifier")
             for prev, nxt in zip(steps[:-1], steps[1:]):
                 self.assertEqual(
@@ -74,6 +81,76 @@ class TestConfigs(unittest.TestCase):
                 )
             self.assertEqual(steps[1].MODEL.CENTER_LOSS.WEIGHT, 0.0)
             self.assertGreater(steps[2].MODEL.CENTER_LOSS.WEIGHT, 0.0)
+            self.assertEqual(len({s.OUTPUT_DIR for s in steps}), 3)
+
+    def test_paper_schedule(self):
+        """The paper's schedule, pinned (README: paper vs tuned)."""
+        for root, pids, train in (
+            ("CUHK-SYSU", 5532, "cuhk_sysu_train"),
+            ("PRW", 482, "prw_train"),
+        ):
+            step1, step2, step3 = (
+                _load(os.path.join(CONFIG_DIR, root, f"IAN_R101_paper_{name}.yaml"))
+                for name in ("step1_crop_pretrain", "step2_det_rss", "step3_center")
+            )
+            for cfg in (step1, step2, step3):
+                with self.subTest(root=root, out=cfg.OUTPUT_DIR):
+                    self.assertEqual(cfg.MODEL.RESNETS.DEPTH, 101)
+                    self.assertEqual(cfg.MODEL.REID.NUM_PIDS, pids)
+                    self.assertEqual(cfg.DATASETS.TRAIN, (train,))
+                    self.assertEqual(cfg.SOLVER.REFERENCE_WORLD_SIZE, 1)  # one GPU as written
+                    self.assertEqual(cfg.SOLVER.WARMUP_ITERS, 0)
+                    self.assertEqual(cfg.MODEL.REID.EMBED_DIM, 256)
+            crops = step1.MODEL.REID.PRETRAIN_CROPS
+            self.assertEqual(tuple(crops.CROP_SIZE), (224, 224))
+            self.assertEqual((crops.PERSONS_PER_IMAGE, crops.NUM_BG_PER_IMAGE), (1, -1))
+            # batch of 8 crops: 4 images x (1 person + as many background crops)
+            self.assertEqual(step1.SOLVER.IMS_PER_BATCH * 2, 8)
+            self.assertAlmostEqual(step1.SOLVER.BASE_LR, 0.001)
+            self.assertEqual((step1.SOLVER.MAX_ITER, tuple(step1.SOLVER.STEPS)), (20000, ()))
+            self.assertEqual(step2.SOLVER.IMS_PER_BATCH, 2)
+            self.assertAlmostEqual(step2.SOLVER.BASE_LR, 0.001)
+            self.assertEqual(step2.SOLVER.MAX_ITER, 120000)
+            self.assertEqual(tuple(step2.SOLVER.STEPS), (100000,))
+            self.assertAlmostEqual(step2.SOLVER.GAMMA, 0.1)
+            self.assertEqual(step2.MODEL.CENTER_LOSS.WEIGHT, 0.0)
+            self.assertEqual(step3.SOLVER.IMS_PER_BATCH, 2)
+            self.assertAlmostEqual(step3.SOLVER.BASE_LR, 0.0001)
+            self.assertEqual((step3.SOLVER.MAX_ITER, tuple(step3.SOLVER.STEPS)), (20000, ()))
+            self.assertAlmostEqual(step3.MODEL.CENTER_LOSS.WEIGHT, 0.032)
+            self.assertEqual(step3.MODEL.CENTER_LOSS.INPUT, "gt")
+
+    def test_any_gpu_count(self):
+        """Every training config splits on 1, 2, 4 and 8 processes with the same images per
+        process; the learning rate and schedule follow Detectron2's linear scaling."""
+        for path in _config_files():
+            cfg = _load(path)
+            per_process = per_process_batch(cfg, 1)
+            for n in (1, 2, 4, 8):
+                with self.subTest(config=os.path.relpath(path, CONFIG_DIR), gpus=n):
+                    check_batch_size(cfg, n)
+                    scaled = DefaultTrainer.auto_scale_workers(cfg, n)
+                    self.assertEqual(scaled.SOLVER.IMS_PER_BATCH % n, 0)
+                    self.assertEqual(scaled.SOLVER.IMS_PER_BATCH // n, per_process)
+                    ratio = scaled.SOLVER.IMS_PER_BATCH / cfg.SOLVER.IMS_PER_BATCH
+                    self.assertAlmostEqual(scaled.SOLVER.BASE_LR, cfg.SOLVER.BASE_LR * ratio)
+                    self.assertGreater(scaled.SOLVER.MAX_ITER, 0)
+        paper = _load(os.path.join(CONFIG_DIR, "CUHK-SYSU", "IAN_R101_paper_step2_det_rss.yaml"))
+        eight = DefaultTrainer.auto_scale_workers(paper, 8)
+        self.assertEqual((eight.SOLVER.IMS_PER_BATCH, eight.SOLVER.MAX_ITER), (16, 15000))
+        self.assertEqual(tuple(eight.SOLVER.STEPS), (12500,))
+        self.assertAlmostEqual(eight.SOLVER.BASE_LR, 0.008)
+
+    def test_unsplittable_batch_says_what_to_set(self):
+        cfg = _load(os.path.join(CONFIG_DIR, "IAN_R101.yaml"))
+        cfg.SOLVER.REFERENCE_WORLD_SIZE = 0
+        check_batch_size(cfg, 4)
+        with self.assertRaisesRegex(ValueError, r"IMS_PER_BATCH=4 images .* over 8 processes.*"
+                                    r"SOLVER.REFERENCE_WORLD_SIZE"):  # fmt: skip
+            check_batch_size(cfg, 8)
+        cfg.SOLVER.REFERENCE_WORLD_SIZE = 3
+        with self.assertRaisesRegex(ValueError, "not a multiple of SOLVER.REFERENCE_WORLD_SIZE=3"):
+            check_batch_size(cfg, 1)
 
     def test_num_pids_from_metadata(self):
         cfg = _load(os.path.join(CONFIG_DIR, "quick_schedules", "IAN_R18_GN_instant_test.yaml"))

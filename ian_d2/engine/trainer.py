@@ -20,7 +20,7 @@ import os
 import weakref
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader
-from detectron2.data import build_detection_train_loader
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -30,7 +30,13 @@ from ..data import PersonSearchDatasetMapper
 from ..evaluation import PersonSearchEvaluator
 from .checkpoint import PersonSearchCheckpointer
 
-__all__ = ["PersonSearchTrainer", "create_ddp_model", "check_batch_size", "per_process_batch"]
+__all__ = [
+    "PersonSearchTrainer",
+    "create_ddp_model",
+    "check_batch_size",
+    "crop_training_set",
+    "per_process_batch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +105,28 @@ def check_batch_size(cfg, world_size: int) -> None:
         )
 
 
+def crop_training_set(cfg):
+    """
+    The training records of step 1 (``CropClassifier``): the images with at least one person
+    to crop (a labeled one, or an unlabeled one with ``PRETRAIN_CROPS.INCLUDE_UNLABELED``), so
+    that every image of a batch gives its person and background crops.
+    """
+    dicts = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=0,
+        proposal_files=None,
+    )
+    lowest = -1 if cfg.MODEL.REID.PRETRAIN_CROPS.INCLUDE_UNLABELED else 0
+    kept = [d for d in dicts if any(a.get("person_id", -1) >= lowest for a in d["annotations"])]
+    logger.info(
+        f"Crop pre-training: {len(kept)} of {len(dicts)} training images have a person to crop"
+    )
+    if not kept:
+        raise ValueError(f"No training image of {cfg.DATASETS.TRAIN} has a person to crop")
+    return kept
+
+
 class PersonSearchTrainer(DefaultTrainer):
     """
     ``DefaultTrainer`` with the person-search mapper and evaluator, CPU-capable DDP, a batch
@@ -131,7 +159,10 @@ class PersonSearchTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=PersonSearchDatasetMapper(cfg, True))
+        mapper = PersonSearchDatasetMapper(cfg, True)
+        if cfg.MODEL.META_ARCHITECTURE != "CropClassifier":
+            return build_detection_train_loader(cfg, mapper=mapper)
+        return build_detection_train_loader(cfg, mapper=mapper, dataset=crop_training_set(cfg))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -107,12 +107,16 @@ def evaluate_person_search(
     else:
         logger.warning("No query in the dataset: only detection is evaluated")
 
+    det_thresh = applied_score_thresh(options.det_thresh, preds.score_floor, "DET_THRESH")
+    det_eval_thresh = applied_score_thresh(
+        options.det_eval_thresh, preds.score_floor, "DET_EVAL_THRESH"
+    )
     for proto in protocols:
         res = evaluate_search(
             preds.query_embeddings[proto.query_rows],
             table,
             proto.galleries,
-            det_thresh=options.det_thresh,
+            det_thresh=det_thresh,
             duplicates=options.duplicates,
             on_empty="skip",
         )
@@ -134,14 +138,33 @@ def evaluate_person_search(
         det_scores,
         gt_boxes,
         gt_labeled=gt_labeled,
-        score_thresh=options.det_eval_thresh,
+        score_thresh=det_eval_thresh,
     )
     results["detection"] = det.metrics()
     info = {"protocol": f"detection on the {len(gallery_records)} gallery images"}
     info.update(det.settings())
+    if preds.score_floor is not None:
+        info["model_score_thresh"] = preds.score_floor
     settings["detection"] = info
     _log_result("detection", results["detection"], info)
     return results, settings
+
+
+def applied_score_thresh(requested: float, score_floor: Optional[float], name: str) -> float:
+    """
+    The score threshold an evaluation really applies: ``requested``, unless the model output no
+    detection below ``score_floor`` (its ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``), which is then
+    the threshold (with a warning that says what to set). Results record the applied value.
+    """
+    if score_floor is None or score_floor <= requested:
+        return float(requested)
+    logger.warning(
+        f"TEST.PERSON_SEARCH.{name}={requested} is below the model's own score threshold "
+        f"MODEL.ROI_HEADS.SCORE_THRESH_TEST={score_floor}: no detection with a lower score exists, "
+        f"so the evaluation applies score >= {score_floor}. Set MODEL.ROI_HEADS.SCORE_THRESH_TEST "
+        f"<= {requested} to evaluate at {requested}."
+    )
+    return float(score_floor)
 
 
 def _log_result(key: str, metrics: Dict[str, float], info: Dict[str, object]) -> None:
@@ -223,6 +246,10 @@ class PersonSearchEvaluator(DatasetEvaluator):
             save_predictions=save_predictions,
             embed_dim=embed_dim,
         )
+        # the model outputs no detection below its ROI heads' test threshold
+        self._score_floor = None
+        if cfg is not None and "ROI_HEADS" in cfg.MODEL:
+            self._score_floor = float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
         self._cpu_device = torch.device("cpu")
         self.settings: Dict[str, Dict[str, object]] = {}
         self.reset()
@@ -315,7 +342,12 @@ class PersonSearchEvaluator(DatasetEvaluator):
                 "the '*_test' split (gallery and queries)"
             )
         preds = PersonSearchPredictions.from_entries(
-            gallery, queries, self._family, self._dataset_name, self._options.embed_dim
+            gallery,
+            queries,
+            self._family,
+            self._dataset_name,
+            self._options.embed_dim,
+            score_floor=self._score_floor,
         )
         preds.validate(self._options.embed_dim)
         # Completeness first (clear errors), before anything is written.

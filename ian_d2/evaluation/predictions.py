@@ -26,10 +26,14 @@ query_image_ids            str [Q]          image of each query
 query_image_sizes          int64 [Q, 2]     (height, width)
 query_boxes                float32 [Q, 4]   the box the query embedding was computed from
 query_embeddings           float32 [Q, E]   L2-normalised query embeddings
+score_floor (optional)     float64 []       the model output no detection with a lower score
+                                            (``MODEL.ROI_HEADS.SCORE_THRESH_TEST``); absent
+                                            when unknown
 =========================  ===============  ==================================================
 
 Queries are sorted by ``query_index``; gallery images keep the inference order. Every array is
-written in full: there is no detection score threshold in the file.
+written in full: the file applies no threshold of its own, but the model's own score threshold
+(``score_floor``) bounds what a re-scoring can use: thresholds below it act as ``score_floor``.
 """
 
 import io
@@ -95,6 +99,7 @@ class PersonSearchPredictions:
     query_image_sizes: np.ndarray
     query_boxes: np.ndarray
     query_embeddings: np.ndarray
+    score_floor: Optional[float] = None
 
     # ------------------------------------------------------------------------------------- #
     @classmethod
@@ -105,6 +110,7 @@ class PersonSearchPredictions:
         dataset_family: str,
         dataset_name: str,
         embed_dim: Optional[int] = None,
+        score_floor: Optional[float] = None,
     ) -> "PersonSearchPredictions":
         """Assemble from the per-input entries that the evaluator's ``process`` stores.
 
@@ -116,6 +122,7 @@ class PersonSearchPredictions:
             dataset_family: "cuhk_sysu" or "prw".
             dataset_name: registered dataset name.
             embed_dim: expected E (None: taken from the first entry with an embedding).
+            score_floor: the model's own detection score threshold (None: unknown).
 
         Raises:
             ValueError: an embedding of the wrong dimension (naming the image or query), or a
@@ -193,6 +200,7 @@ class PersonSearchPredictions:
                 -1, 4
             ),
             query_embeddings=qemb,
+            score_floor=None if score_floor is None else float(score_floor),
         )
 
     # ------------------------------------------------------------------------------------- #
@@ -350,6 +358,8 @@ def save_predictions(preds: PersonSearchPredictions, path: str) -> str:
         "query_boxes": np.asarray(preds.query_boxes, np.float32),
         "query_embeddings": np.asarray(preds.query_embeddings, np.float32),
     }
+    if preds.score_floor is not None:
+        arrays["score_floor"] = np.asarray(preds.score_floor, np.float64)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     with PathManager.open(path, "wb") as f:
@@ -415,6 +425,7 @@ def load_predictions(path: str, validate: bool = True) -> PersonSearchPrediction
         query_image_sizes=arrays["query_image_sizes"].astype(np.int64).reshape(-1, 2),
         query_boxes=arrays["query_boxes"],
         query_embeddings=arrays["query_embeddings"],
+        score_floor=float(arrays["score_floor"]) if "score_floor" in arrays else None,
     )
     if validate:
         try:

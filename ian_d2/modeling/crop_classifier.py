@@ -72,6 +72,7 @@ class CropClassifier(nn.Module):
         pixel_std: Tuple[float],
         in_feature: str = "res4",
         crop_size: Tuple[int, int] = (224, 224),
+        persons_per_image: int = 0,
         num_bg_per_image: int = 4,
         bg_iou_thresh: float = 0.3,
         include_unlabeled: bool = False,
@@ -86,7 +87,9 @@ class CropClassifier(nn.Module):
             pixel_mean, pixel_std (tuple[float]): input normalisation, as GeneralizedRCNN.
             in_feature (str): backbone output fed to res5.
             crop_size (tuple[int, int]): (height, width) of the crops.
-            num_bg_per_image (int): background crops per image.
+            persons_per_image (int): person crops per image: 0 = every labeled person (and
+                unlabeled one with ``include_unlabeled``), k > 0 = k of them drawn at random.
+            num_bg_per_image (int): background crops per image; -1 = as many as person crops.
             bg_iou_thresh (float): maximum IoU of a background crop with any ground-truth box.
             include_unlabeled (bool): crop unlabeled persons too.
             loss_weight (float): weight of ``loss_reid``.
@@ -95,7 +98,12 @@ class CropClassifier(nn.Module):
         self.backbone = backbone
         self.roi_heads = _CropHeads(res5, reid_head, reid_loss)
         self.in_feature = in_feature
+        if persons_per_image < 0:
+            raise ValueError(f"PRETRAIN_CROPS.PERSONS_PER_IMAGE={persons_per_image} must be >= 0")
+        if num_bg_per_image < -1:
+            raise ValueError(f"PRETRAIN_CROPS.NUM_BG_PER_IMAGE={num_bg_per_image} must be >= -1")
         self.crop_size = tuple(crop_size)
+        self.persons_per_image = persons_per_image
         self.num_bg_per_image = num_bg_per_image
         self.bg_iou_thresh = bg_iou_thresh
         self.include_unlabeled = include_unlabeled
@@ -121,6 +129,7 @@ class CropClassifier(nn.Module):
             "pixel_std":         cfg.MODEL.PIXEL_STD,
             "in_feature":        in_feature,
             "crop_size":         tuple(crops.CROP_SIZE),
+            "persons_per_image": crops.PERSONS_PER_IMAGE,
             "num_bg_per_image":  crops.NUM_BG_PER_IMAGE,
             "bg_iou_thresh":     crops.BG_IOU_THRESH,
             "include_unlabeled": crops.INCLUDE_UNLABELED,
@@ -140,18 +149,19 @@ class CropClassifier(nn.Module):
         images = [(x - self.pixel_mean) / self.pixel_std for x in images]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
-    def _sample_background(self, gt_boxes: Boxes, image_size: Tuple[int, int]) -> torch.Tensor:
+    def _sample_background(
+        self, gt_boxes: Boxes, image_size: Tuple[int, int], n: int
+    ) -> torch.Tensor:
         """
         Random boxes shaped like the image's ground-truth boxes (or 1/2-height, 0.4-aspect boxes
         when there is none), inside the image, overlapping every ground-truth box by less than
         ``bg_iou_thresh``.
 
         Returns:
-            Tensor: [k, 4] boxes (XYXY), k <= num_bg_per_image.
+            Tensor: [k, 4] boxes (XYXY), k <= n (fewer when few random boxes avoid the persons).
         """
         device = gt_boxes.device
         h, w = image_size
-        n = self.num_bg_per_image
         if n <= 0:
             return torch.zeros(0, 4, device=device)
         num_cand = 4 * n
@@ -184,10 +194,15 @@ class CropClassifier(nn.Module):
             keep = pids >= 0
             if self.include_unlabeled:
                 keep |= pids == UNLABELED_PID
-            person_boxes = inst.gt_boxes.tensor[keep]
-            bg_boxes = self._sample_background(inst.gt_boxes, size)
+            idx = keep.nonzero()[:, 0]
+            if 0 < self.persons_per_image < idx.numel():
+                perm = torch.randperm(idx.numel(), device=idx.device)[: self.persons_per_image]
+                idx = idx[perm.sort()[0]]
+            person_boxes = inst.gt_boxes.tensor[idx]
+            num_bg = idx.numel() if self.num_bg_per_image < 0 else self.num_bg_per_image
+            bg_boxes = self._sample_background(inst.gt_boxes, size, num_bg)
             boxes.append(Boxes(torch.cat([person_boxes, bg_boxes], dim=0)))
-            labels.append(pids[keep])
+            labels.append(pids[idx])
             labels.append(torch.full((len(bg_boxes),), BACKGROUND_PID, device=pids.device))
         return boxes, torch.cat(labels, dim=0)
 
@@ -221,8 +236,14 @@ class CropClassifier(nn.Module):
         instances = [x["instances"].to(self.device) for x in batched_inputs]
         boxes, labels = self._crop_targets(instances, images.image_sizes)
         if labels.numel() == 0:
-            zero = self.roi_heads.reid_head.proj.weight.sum() * 0.0
-            return {"loss_reid": zero}
+            # every parameter in the graph (DistributedDataParallel expects gradients for all),
+            # and the identity loss still called: under torch.distributed it is a collective
+            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            embeds = self.roi_heads.reid_head.proj.weight.new_zeros(
+                (0, self.roi_heads.reid_head.embed_dim)
+            )
+            loss, _ = self.roi_heads.reid_loss(embeds, labels)
+            return {"loss_reid": zero + loss * self.loss_weight}
         embeds = self.embed_crops(images, boxes)
         loss, stats = self.roi_heads.reid_loss(embeds, labels)
         storage = get_event_storage()

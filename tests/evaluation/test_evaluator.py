@@ -287,6 +287,31 @@ class TestCuhkSysuEvaluator(_DatasetCase):
         self.assertEqual(ev.options.det_thresh, 0.7)
         self.assertEqual(ev.options.gallery_sizes, (10,))
 
+    def test_model_score_threshold_is_the_applied_one(self):
+        """Detections under the model's SCORE_THRESH_TEST do not exist: the evaluation says it
+        applied that threshold (not the lower DET_EVAL_THRESH), and the file records it."""
+        from ian_d2.config import add_ian_config
+
+        cfg = get_cfg()
+        add_ian_config(cfg)
+        cfg.MODEL.REID.EMBED_DIM = EMBED_DIM
+        for model_thresh, applied in ((0.05, 0.05), (0.01, 0.01), (0.0, 0.01)):
+            cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = model_thresh
+            with self.subTest(model_thresh=model_thresh), tempfile.TemporaryDirectory() as out:
+                ev = PersonSearchEvaluator(self.dataset, cfg, False, out)
+                ev.process(self.records, self.oracle_outputs)
+                if model_thresh > 0.01:
+                    with self.assertLogs("ian_d2.evaluation.evaluator", "WARNING") as logs:
+                        ev.evaluate()
+                    self.assertIn("SCORE_THRESH_TEST=0.05", "\n".join(logs.output))
+                else:
+                    ev.evaluate()
+                self.assertEqual(ev.settings["detection"]["score_thresh"], applied)
+                self.assertEqual(ev.settings["detection"]["model_score_thresh"], model_thresh)
+                self.assertEqual(ev.settings["search"]["det_thresh"], 0.5)
+                preds = load_predictions(os.path.join(out, PREDICTIONS_FILE))
+                self.assertEqual(preds.score_floor, model_thresh)
+
     def test_embed_dim_from_config(self):
         cfg = get_cfg()
         add_person_search_eval_config(cfg)

@@ -208,13 +208,50 @@ class TestCropClassifier(unittest.TestCase):
         from detectron2.structures import pairwise_iou
 
         for _ in range(5):
-            bg = model._sample_background(inst.gt_boxes, (96, 128))
+            bg = model._sample_background(inst.gt_boxes, (96, 128), model.num_bg_per_image)
             self.assertLessEqual(len(bg), model.num_bg_per_image)
             if len(bg):
                 self.assertLess(pairwise_iou(Boxes(bg), inst.gt_boxes).max().item(), 0.3)
                 self.assertTrue(
                     torch.all(bg[:, 2] <= 128 + 1e-4) and torch.all(bg[:, 3] <= 96 + 1e-4)
                 )
+
+    def test_paper_crop_batch(self):
+        """One person per image and as many background crops: 2 images -> 2 + 2 crops."""
+        opts = ["MODEL.REID.PRETRAIN_CROPS.PERSONS_PER_IMAGE", 1,
+                "MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -1]  # fmt: skip
+        model = build_model(get_tiny_cfg(self.CONFIG, opts))
+        inputs = synthetic_inputs()
+        instances = [x["instances"] for x in inputs]
+        for _ in range(5):
+            boxes, labels = model._crop_targets(instances, [(96, 128)] * 2)
+            self.assertEqual((labels >= 0).sum().item(), 2)
+            for inst, b, lab in zip(instances, boxes, labels.split([len(b) for b in boxes])):
+                person = b.tensor[lab >= 0]
+                self.assertEqual(len(person), 1)
+                # the person crop is one of the image's labeled persons
+                labeled = inst.gt_boxes.tensor[inst.gt_pids >= 0]
+                self.assertTrue((labeled == person).all(dim=1).any())
+                self.assertLessEqual((lab == -2).sum().item(), 1)
+        _, storage = _train_step(model, inputs)
+        self.assertLessEqual(storage.history("reid/num_crops").latest(), 4)
+        with self.assertRaises(ValueError):
+            build_model(
+                get_tiny_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -2])
+            )
+
+    def test_no_crop_keeps_every_parameter_in_the_graph(self):
+        model = build_model(
+            get_tiny_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -1])
+        )
+        inputs = synthetic_inputs()
+        for x in inputs:
+            x["instances"].gt_pids[:] = -1  # nobody labeled: no person, no background crop
+        losses, _ = _train_step(model, inputs)
+        self.assertEqual(float(losses["loss_reid"]), 0.0)
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                self.assertIsNotNone(p.grad, name)
 
     def test_checkpoint_loads_into_detector(self):
         crop_model = build_model(get_tiny_cfg(self.CONFIG))
