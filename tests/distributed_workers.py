@@ -95,6 +95,40 @@ def memory_worker(out_dir: str) -> None:
     torch.save(state, os.path.join(out_dir, f"rank{rank}.pth"))
 
 
+def crop_worker(out_dir: str) -> None:
+    """
+    One DDP training step of the step-1 CropClassifier where rank 1 has NO crop (nobody
+    labeled): every process must still join the collectives (SyncBN, RSS subset); saves the
+    averaged gradients.
+    """
+    import sys
+
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+
+    from ian_d2.engine import create_ddp_model
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "modeling"))
+    from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
+
+    rank = comm.get_rank()
+    opts = ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -1]
+    cfg = get_tiny_cfg("quick_schedules/step1_crop_pretrain_R18_GN_instant_test.yaml", opts)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    ddp = create_ddp_model(model)
+    inputs = synthetic_inputs(seed=rank)
+    if rank == 1:
+        for x in inputs:
+            x["instances"].gt_pids[:] = -1
+    with EventStorage():
+        losses = ddp(inputs)
+        sum(losses.values()).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    torch.save(grads, os.path.join(out_dir, f"rank{rank}.pth"))
+
+
 def _register(root: str, prefix: str) -> None:
     from ian_d2.data import register_person_search_dataset
 

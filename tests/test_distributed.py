@@ -12,6 +12,7 @@ These tests start 2 interpreters each (about 10-25 s per test on 2 cores).
 
 import json
 import os
+from datetime import timedelta
 import tempfile
 import unittest
 
@@ -30,13 +31,15 @@ from ian_d2.data.synthetic import generate_cuhk_sysu
 from repo_scripts import QUICK_CONFIG, REPO, load_script
 
 TOL = 1e-5
+TIMEOUT = timedelta(seconds=120)
 TRAIN_NET = os.path.join(REPO, "train_net.py")
 PREFIX = "_distributed_test_synth"
 OIM_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "IAN_R18_GN_OIM_instant_test.yaml")
 
 
 def _launch(fn, *args):
-    launch(fn, 2, num_machines=1, machine_rank=0, dist_url="auto", args=args)
+    # a collective that one process misses fails after the timeout instead of hanging
+    launch(fn, 2, num_machines=1, machine_rank=0, dist_url="auto", args=args, timeout=TIMEOUT)
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -83,6 +86,21 @@ class TestMemoriesAcrossProcesses(unittest.TestCase):
             # the batch norm normalised each process's rows with the statistics of all rows
             bn = torch.cat([r[f"bn.out.{it}"] for r in ranks])
             self.assertLessEqual(_max_diff(bn, single[f"bn.out.{it}"]), TOL)
+
+
+@pytest.mark.slow
+class TestCropClassifierTwoProcesses(unittest.TestCase):
+    def test_process_without_crop_joins_the_collectives(self):
+        with tempfile.TemporaryDirectory() as out:
+            _launch(workers.crop_worker, out)
+            grads = [torch.load(os.path.join(out, f"rank{r}.pth")) for r in range(2)]
+        self.assertEqual(sorted(grads[0]), sorted(grads[1]))
+        self.assertIn("backbone.stem.conv1.weight", grads[0])
+        for key in grads[0]:
+            with self.subTest(key=key):
+                self.assertTrue(torch.equal(grads[0][key], grads[1][key]), key)
+        # rank 0's crops moved the weights of both processes (DDP averaged the gradients)
+        self.assertGreater(float(grads[0]["roi_heads.reid_head.proj.weight"].abs().sum()), 0.0)
 
 
 def _train_argv(root_names, out, *opts, config=QUICK_CONFIG):

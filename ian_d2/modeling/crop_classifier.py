@@ -237,11 +237,11 @@ class CropClassifier(nn.Module):
         boxes, labels = self._crop_targets(instances, images.image_sizes)
         if labels.numel() == 0:
             # every parameter in the graph (DistributedDataParallel expects gradients for all),
-            # and the identity loss still called: under torch.distributed it is a collective
+            # and the embedding head (SyncBN) and identity loss still called on an empty batch:
+            # under torch.distributed they are collectives that every process must join
             zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-            embeds = self.roi_heads.reid_head.proj.weight.new_zeros(
-                (0, self.roi_heads.reid_head.embed_dim)
-            )
+            head = self.roi_heads.reid_head
+            embeds = head(head.proj.weight.new_zeros((0, head.proj.in_features)))
             loss, _ = self.roi_heads.reid_loss(embeds, labels)
             return {"loss_reid": zero + loss * self.loss_weight}
         embeds = self.embed_crops(images, boxes)
