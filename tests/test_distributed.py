@@ -20,15 +20,13 @@ import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import launch
 from detectron2.modeling import build_model
 
 import distributed_workers as workers
 from ian_d2.config import resolve_num_pids
-from ian_d2.data import register_person_search_dataset
-from ian_d2.data.synthetic import generate_cuhk_sysu
 from repo_scripts import QUICK_CONFIG, REPO, load_script
+from synthetic_testing import registered_synthetic
 
 TOL = 1e-5
 TIMEOUT = timedelta(seconds=120)
@@ -128,15 +126,13 @@ class TestTrainNetTwoProcesses(unittest.TestCase):
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
         cls.root = os.path.join(cls._tmp.name, "cuhk")
-        generate_cuhk_sysu(cls.root, size="tiny", seed=0)
-        cls.names = register_person_search_dataset("cuhk_sysu", PREFIX, cls.root)
+        cls._dataset = registered_synthetic("cuhk_sysu", PREFIX, cls.root)
+        cls.names, _ = cls._dataset.__enter__()
         cls.train_net = load_script("train_net.py", "train_net")
 
     @classmethod
     def tearDownClass(cls):
-        for n in cls.names.values():
-            DatasetCatalog.remove(n)
-            MetadataCatalog.remove(n)
+        cls._dataset.__exit__(None, None, None)
         cls._tmp.cleanup()
 
     def _two_processes(self, name, *opts, config=QUICK_CONFIG):
@@ -197,9 +193,7 @@ class TestEvalTwoProcesses(unittest.TestCase):
     def test_eval_only_two_processes_equals_one(self):
         with tempfile.TemporaryDirectory() as tmp:
             root = os.path.join(tmp, "cuhk")
-            generate_cuhk_sysu(root, size="tiny", seed=0)
-            names = register_person_search_dataset("cuhk_sysu", PREFIX + "_eval", root)
-            try:
+            with registered_synthetic("cuhk_sysu", PREFIX + "_eval", root) as (names, _):
                 weights = _save_random_weights(tmp, names)
                 results = {}
                 for n in (1, 2):
@@ -228,10 +222,6 @@ class TestEvalTwoProcesses(unittest.TestCase):
                     results[f"pred{n}"] = dict(
                         np.load(os.path.join(pred, "person_search_predictions.npz"))
                     )
-            finally:
-                for n in names.values():
-                    DatasetCatalog.remove(n)
-                    MetadataCatalog.remove(n)
         self.assertEqual(results[1], results[2])
         self.assertGreater(results[1]["search"]["mAP"], 0.0)  # not a trivial all-zero table
         p1, p2 = results["pred1"], results["pred2"]

@@ -5,11 +5,11 @@ import os
 import tempfile
 import unittest
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ian_d2.data import register_person_search_dataset
 from ian_d2.data.synthetic import generate_cuhk_sysu
 from repo_scripts import QUICK_CONFIG, load_script
+from synthetic_testing import unregister
 
 PREFIX = "_train_net_test_synth"
 
@@ -25,9 +25,7 @@ class TestTrainNet(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for n in cls.names.values():
-            DatasetCatalog.remove(n)
-            MetadataCatalog.remove(n)
+        unregister(cls.names)
         cls._tmp.cleanup()
 
     def _args(self, out, *opts, resume=False, eval_only=False):

@@ -25,6 +25,7 @@ from ian_d2.data.datasets.cuhk_sysu import (
 )
 from ian_d2.data.datasets.prw import load_prw_gallery, load_prw_query, load_prw_train
 from ian_d2.data.synthetic import generate_cuhk_sysu, generate_prw
+from synthetic_testing import unregister
 
 
 class _Registered:
@@ -38,9 +39,7 @@ class _Registered:
         return self.names
 
     def __exit__(self, *exc):
-        for n in self.names.values():
-            DatasetCatalog.remove(n)
-            MetadataCatalog.remove(n)
+        unregister(self.names)
 
 
 class TestCuhkSysuSynthetic(unittest.TestCase):

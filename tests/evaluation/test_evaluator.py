@@ -7,7 +7,7 @@ import unittest
 import numpy as np
 import torch
 from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import inference_on_dataset
 from detectron2.structures import Boxes, Instances
 
@@ -25,6 +25,7 @@ from ian_d2.evaluation import (
     evaluate_search,
     load_predictions,
 )
+from synthetic_testing import unregister
 
 EMBED_DIM = 64
 SEARCH_KEYS = ("mAP", "top-1", "top-5", "top-10")
@@ -142,9 +143,7 @@ class _DatasetCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for n in cls.names.values():
-            DatasetCatalog.remove(n)
-            MetadataCatalog.remove(n)
+        unregister(cls.names)
         cls._tmp.cleanup()
 
     def assertAll100(self, results):

@@ -12,13 +12,14 @@ import unittest
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, Instances
 
 from ian_d2.data import register_person_search_dataset
 from ian_d2.data.synthetic import generate_cuhk_sysu, generate_prw
 from ian_d2.evaluation import PREDICTIONS_FILE, PersonSearchEvaluator, load_predictions
 from ian_d2.evaluation.rescore import main
+from synthetic_testing import unregister
 
 EMBED_DIM = 32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,9 +93,7 @@ class _RescoreCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for n in cls.names.values():
-            DatasetCatalog.remove(n)
-            MetadataCatalog.remove(n)
+        unregister(cls.names)
         cls._tmp.cleanup()
 
     def rescore(self, *extra):
