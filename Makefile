@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements.txt setup.py Makefile
 test: setup
 	$(PY) -m pytest -q tests
 
-# The embedded default: synthetic CUHK-SYSU -> IAN steps 1-3 -> evaluation, on CPU (~15 min).
+# The embedded default: synthetic CUHK-SYSU -> IAN steps 1-3 -> evaluation, on CPU (~11 min).
 demo: setup
 	$(PY) dev/synthetic_demo.py
 
