@@ -100,7 +100,10 @@ def main(args):
 def invoke_main() -> None:
     args = default_argument_parser().parse_args()
     if not args.eval_only:  # a batch that cannot be split: say so before starting processes
-        check_batch_size(load_config(args), args.num_gpus * args.num_machines)
+        try:
+            check_batch_size(load_config(args), args.num_gpus * args.num_machines)
+        except ValueError as e:
+            raise SystemExit(f"train_net.py: {e}") from None
     launch(
         main,
         args.num_gpus,
