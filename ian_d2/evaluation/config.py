@@ -91,7 +91,9 @@ def add_person_search_eval_config(cfg) -> None:
     _C.TEST.PERSON_SEARCH = CN()
     # Search: gallery detections with score >= DET_THRESH are ranked (reference code: 0.5).
     _C.TEST.PERSON_SEARCH.DET_THRESH = 0.5
-    # Detection AP / recall: detections with score >= DET_EVAL_THRESH (reference: 0.01).
+    # Detection AP / recall: detections with score >= DET_EVAL_THRESH (reference: 0.01). The
+    # model outputs none below MODEL.ROI_HEADS.SCORE_THRESH_TEST (0.01 in ian_d2's configs): if
+    # that is higher, the evaluation applies it instead, warns, and records the applied value.
     _C.TEST.PERSON_SEARCH.DET_EVAL_THRESH = 0.01
     # CUHK-SYSU gallery sizes to report; [] = every TestG{N}.mat present; -1 = full pool.
     # "search" is gallery 100 (or the smallest size present when there is no TestG100.mat),
