@@ -1,0 +1,289 @@
+"""Build a gallery index: run the model ONCE over images and videos, store every detection.
+
+:func:`index_gallery` streams the gallery's items (images, sampled video frames) through a
+batched ``torch.utils.data.DataLoader`` (decoding in worker processes while the model runs),
+keeps the detections with ``score >= score_thresh`` and commits them in shards
+(:class:`ian_d2.search.store.ShardWriter`). Under ``torch.distributed`` (Detectron2's
+``launch``), process r takes the items r, r + N, r + 2N, ... of the gallery and writes its own
+shards; rank 0 then brings the faiss vector index up to date.
+
+Resume and append: the items of committed shards are skipped (``--resume`` after a crash,
+``--append`` to add footage); only an index built by the same model can be extended.
+"""
+
+import logging
+import math
+import os
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+import torch
+import tqdm
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.utils import comm
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
+from .store import (
+    IndexManifest,
+    ShardWriter,
+    committed_keys,
+    model_fingerprint,
+    remove_partial_shards,
+    update_vector_index,
+)
+from .vector_index import VectorIndexParams
+
+__all__ = ["ImageToInput", "GalleryStream", "load_search_model", "index_gallery"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FPS = 2.0
+DEFAULT_SCORE_THRESH = 0.5
+
+
+class ImageToInput:
+    """A BGR image -> the model's input dict, resized as ``DefaultPredictor`` does."""
+
+    def __init__(self, cfg):
+        self.aug = T.ResizeShortestEdge(
+            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
+        )
+        self.input_format = cfg.INPUT.FORMAT
+
+    def __call__(self, image_bgr: np.ndarray) -> Dict:
+        img = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
+        h, w = img.shape[:2]
+        resized = self.aug.get_transform(img).apply_image(img)
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
+        return {"image": tensor, "height": h, "width": w}
+
+
+class GalleryStream(IterableDataset):
+    """
+    The model inputs of the items this process owns and still has to index, in gallery order.
+    Each element: the input dict of :class:`ImageToInput` plus ``item`` (:class:`GalleryItem`).
+
+    Ownership: the k-th item of the gallery (every sampled frame counts, committed or not)
+    belongs to process ``k % world_size`` and, within it, to data-loader worker
+    ``(k // world_size) % num_workers``: fixed whatever was committed before.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[GallerySource],
+        fps: float,
+        to_input: ImageToInput,
+        skip: Set[Tuple[str, int]],
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.sources = list(sources)
+        self.fps = fps
+        self.to_input = to_input
+        self.skip = skip
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[Dict]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        counter = [0]
+
+        def want(item: GalleryItem) -> bool:
+            k = counter[0]
+            counter[0] += 1
+            mine = k % self.world_size == self.rank
+            mine = mine and (k // self.world_size) % num_workers == worker
+            return mine and item.key not in self.skip
+
+        for source in self.sources:
+            for item, image in iter_source_items(source, self.fps, want):
+                inp = self.to_input(image)
+                inp["item"] = item
+                yield inp
+
+
+def load_search_model(cfg):
+    """``build_model(cfg)`` with ``MODEL.WEIGHTS`` loaded, in eval mode."""
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    model.eval()
+    return model
+
+
+def _collate(batch: List[Dict]) -> List[Dict]:
+    return batch
+
+
+def _open_manifest(
+    out_dir: str,
+    fingerprint: Dict,
+    *,
+    fps: Optional[float],
+    score_thresh: Optional[float],
+    vector_params: Optional[VectorIndexParams],
+    resume: bool,
+    append: bool,
+) -> IndexManifest:
+    """The manifest of the index to write: created, or the existing one checked."""
+    if IndexManifest.exists(out_dir):
+        if not (resume or append):
+            raise ValueError(
+                f"'{out_dir}' already holds a search index: pass --append to add footage to it, "
+                "--resume to finish an interrupted run, or choose another --out"
+            )
+        manifest = IndexManifest.load(out_dir)
+        manifest.check_model(fingerprint, out_dir)
+        for name, given, stored in (
+            ("--fps", fps, manifest.fps),
+            ("--score-thresh", score_thresh, manifest.score_thresh),
+        ):
+            if given is not None and float(given) != float(stored):
+                raise ValueError(
+                    f"{name} {given} differs from the index's {stored} ('{out_dir}'): an index "
+                    "keeps one setting; leave it out to use the index's"
+                )
+        if vector_params is not None and vector_params != manifest.vector_params:
+            raise ValueError(
+                f"--index-type and its parameters differ from the index's "
+                f"{manifest.vector_index} ('{out_dir}')"
+            )
+        return manifest
+    if resume:
+        raise ValueError(f"--resume: '{out_dir}' holds no search index to resume")
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise ValueError(f"--out '{out_dir}' is a folder that is not empty and holds no index")
+    manifest = IndexManifest(
+        model=fingerprint,
+        score_thresh=DEFAULT_SCORE_THRESH if score_thresh is None else float(score_thresh),
+        fps=DEFAULT_FPS if fps is None else float(fps),
+        vector_index=(vector_params or VectorIndexParams()).to_dict(),
+    )
+    return manifest
+
+
+def _detections(out: Dict, score_thresh: float) -> Dict[str, np.ndarray]:
+    inst = out["instances"].to("cpu")
+    keep = inst.scores >= score_thresh
+    return {
+        "boxes": inst.pred_boxes.tensor[keep].float().numpy(),
+        "scores": inst.scores[keep].float().numpy(),
+        "embeds": inst.pred_embeds[keep].float().numpy(),
+    }
+
+
+def index_gallery(
+    cfg,
+    gallery: Sequence[str],
+    out_dir: str,
+    *,
+    fps: Optional[float] = None,
+    score_thresh: Optional[float] = None,
+    vector_params: Optional[VectorIndexParams] = None,
+    batch_size: int = 4,
+    shard_size: int = 256,
+    num_workers: int = 1,
+    resume: bool = False,
+    append: bool = False,
+    model=None,
+    progress: bool = True,
+) -> Dict[str, object]:
+    """
+    Index ``gallery`` into ``out_dir`` with the model of ``cfg`` (every process of a distributed
+    run calls this with the same arguments).
+
+    Args:
+        cfg: the model's config; ``MODEL.WEIGHTS`` must be a local checkpoint.
+        gallery: folders, list files, images and videos (see ``sources.expand_gallery``).
+        out_dir: the index folder (created; see ``store``).
+        fps: sampling rate of videos (default 2; an existing index's own when None).
+        score_thresh: detections stored from this score (default 0.5; the index's when None).
+        vector_params: the vector index kind and parameters (default exact ``flat``).
+        batch_size: images per model call (per process).
+        shard_size: items per committed shard (a crash loses at most one shard of work).
+        num_workers: data-loader processes decoding images and video frames.
+        resume, append: continue an existing index (see the module docstring).
+        model: a model to use instead of building ``cfg``'s (it must be the same model).
+        progress: show a progress bar (main process).
+
+    Returns:
+        dict: counts and times of this call (items, detections, shards, seconds).
+    """
+    rank, world_size = comm.get_rank(), comm.get_world_size()
+    fingerprint = model_fingerprint(cfg)
+    manifest = _open_manifest(
+        out_dir,
+        fingerprint,
+        fps=fps,
+        score_thresh=score_thresh,
+        vector_params=vector_params,
+        resume=resume,
+        append=append,
+    )
+    sources = expand_gallery(gallery)
+    comm.synchronize()
+    if comm.is_main_process():
+        manifest.save(out_dir)
+        removed = remove_partial_shards(out_dir)
+        if removed:
+            logger.info("Removed %d partial shard(s) of an interrupted run", removed)
+    comm.synchronize()
+    done = committed_keys(out_dir)
+    if model is None:
+        model = load_search_model(cfg)
+    to_input = ImageToInput(cfg)
+    stream = GalleryStream(sources, manifest.fps, to_input, done, rank, world_size)
+    loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+    total = sum(expected_items(s, manifest.fps) for s in sources)
+    todo = max(0, math.ceil((total - len(done)) / world_size))
+    writer = ShardWriter(out_dir, rank, manifest.embed_dim)
+    pending_items, pending_sizes, pending_dets = [], [], []
+    stats = {"items": 0, "detections": 0, "skipped_committed": len(done)}
+    t0 = time.perf_counter()
+    bar = tqdm.tqdm(
+        total=todo, unit="img", desc=f"indexing (rank {rank})", disable=not progress or rank != 0
+    )
+
+    def commit():
+        if pending_items:
+            writer.write(pending_items, pending_sizes, pending_dets)
+            pending_items.clear(), pending_sizes.clear(), pending_dets.clear()
+
+    with torch.no_grad():
+        for batch in loader:
+            items = [x.pop("item") for x in batch]
+            outputs = model(batch)
+            for item, inp, out in zip(items, batch, outputs):
+                det = _detections(out, manifest.score_thresh)
+                pending_items.append(item)
+                pending_sizes.append((int(inp["width"]), int(inp["height"])))
+                pending_dets.append(det)
+                stats["detections"] += len(det["scores"])
+            stats["items"] += len(items)
+            bar.update(len(items))
+            if len(pending_items) >= shard_size:
+                commit()
+    commit()
+    bar.close()
+    stats["shards"] = len(writer.written)
+    stats["seconds"] = time.perf_counter() - t0
+    logger.info(
+        "Rank %d indexed %d items (%d detections >= %.2f) into %d shards in %.1f s",
+        rank,
+        stats["items"],
+        stats["detections"],
+        manifest.score_thresh,
+        stats["shards"],
+        stats["seconds"],
+    )
+    comm.synchronize()
+    if comm.is_main_process():
+        index, shards = update_vector_index(out_dir, manifest)
+        stats["stored_detections"] = int(index.ntotal)
+        stats["total_shards"] = len(shards)
+    comm.synchronize()
+    return stats

@@ -1,0 +1,221 @@
+"""Query a gallery index: embed the GIVEN query box, rank every stored detection.
+
+:class:`GallerySearcher` opens an index, rebuilds the model that built it (its stored config,
+its checkpoint, checked by hash), and ranks the stored detections by cosine similarity to the
+query box's embedding with the faiss vector index. The query embedding goes through
+``extract_query_embeddings``, the path of the evaluator's queries: the given box, pooled and
+embedded exactly as a gallery box.
+
+:func:`write_ranking` draws the query and its matches with Detectron2's ``Visualizer`` (video
+matches labelled with their time) and writes ``ranking.jpg`` and ``ranking.json``.
+"""
+
+import json
+import logging
+import math
+import os
+import time
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.utils.visualizer import Visualizer
+
+from ..config import add_ian_config
+from ..modeling import extract_query_embeddings
+from .indexer import ImageToInput, load_search_model
+from .sources import read_image, read_video_frames
+from .store import IndexManifest, model_fingerprint, read_table, update_vector_index
+from .vector_index import VectorIndexParams, search_vectors
+
+__all__ = ["GallerySearcher", "check_query_box", "write_ranking"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_query_box(box: Sequence[float], shape, image: str = "the query image") -> np.ndarray:
+    """An XYXY box inside an image of shape (H, W, ...); a ValueError saying what is expected."""
+    h, w = shape[:2]
+    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    if b.size != 4 or not (0 <= b[0] < b[2] <= w and 0 <= b[1] < b[3] <= h):
+        raise ValueError(
+            f"query box {b.tolist()} (x1 y1 x2 y2) must satisfy 0 <= x1 < x2 <= {w} and "
+            f"0 <= y1 < y2 <= {h} ({image} is {w}x{h})"
+        )
+    return b
+
+
+def index_config(manifest: IndexManifest, weights: Optional[str] = None, device: str = "cpu"):
+    """The config of the model that built an index (its weights: ``weights`` or the stored
+    path), checked against the index's fingerprint."""
+    cfg = get_cfg()
+    add_ian_config(cfg)
+    cfg.merge_from_other_cfg(CfgNode.load_cfg(manifest.model["config_yaml"]))
+    cfg.MODEL.WEIGHTS = weights or str(manifest.model["weights"])
+    cfg.MODEL.DEVICE = device
+    if not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise ValueError(
+            f"the index's model weights '{cfg.MODEL.WEIGHTS}' do not exist: pass --weights with "
+            "the same checkpoint at its new place"
+        )
+    return cfg
+
+
+class GallerySearcher:
+    """
+    Args:
+        index_dir: an index built by ``python -m ian_d2.search index``.
+        weights: the index's checkpoint at another path (checked by hash).
+        device: "cpu" or "cuda".
+        vector_params: another vector index kind / parameters (built if absent).
+        model: an already built model of the index (tests); None builds it.
+    """
+
+    def __init__(
+        self,
+        index_dir: str,
+        *,
+        weights: Optional[str] = None,
+        device: Optional[str] = None,
+        vector_params: Optional[VectorIndexParams] = None,
+        model=None,
+    ):
+        self.index_dir = index_dir
+        self.manifest = IndexManifest.load(index_dir)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.cfg = index_config(self.manifest, weights, device)
+        self.manifest.check_model(model_fingerprint(self.cfg), index_dir)
+        self.model = model if model is not None else load_search_model(self.cfg)
+        self.to_input = ImageToInput(self.cfg)
+        params = vector_params or self.manifest.vector_params
+        self.vectors, shards = update_vector_index(index_dir, self.manifest, params)
+        table = read_table(shards)
+        # columns as arrays; the few distinct sources as a dictionary + one index per row
+        self.table = {c: table.column(c).to_numpy() for c in table.column_names if c != "source"}
+        sources = table.column("source").combine_chunks().dictionary_encode()
+        self.sources = sources.dictionary.to_pylist()
+        self.source_index = sources.indices.to_numpy(zero_copy_only=False)
+        if len(self.table["score"]) != self.vectors.ntotal:
+            raise ValueError(
+                f"index '{index_dir}': {self.vectors.ntotal} vectors but "
+                f"{len(self.table['score'])} detection rows; delete '{index_dir}/vectors' to "
+                "rebuild the vector index"
+            )
+
+    @property
+    def num_detections(self) -> int:
+        return int(self.vectors.ntotal)
+
+    def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """[n, D] embeddings of given boxes [n, 4] (original image coordinates)."""
+        inp = self.to_input(image_bgr)
+        inp["image"] = inp["image"].to(self.cfg.MODEL.DEVICE)
+        with torch.no_grad():
+            emb = extract_query_embeddings(self.model, [inp], [np.asarray(boxes, np.float32)])
+        return emb.float().cpu().numpy()
+
+    def match(self, row: int, similarity: float) -> Dict[str, object]:
+        t = self.table
+        frame = int(t["frame"][row])
+        time_s = float(t["time_s"][row])
+        return {
+            "source": self.sources[int(self.source_index[row])],
+            "frame": frame if frame >= 0 else None,
+            "time_s": None if math.isnan(time_s) else round(time_s, 3),
+            "box": [round(float(t[k][row]), 2) for k in ("x1", "y1", "x2", "y2")],
+            "score": round(float(t["score"][row]), 4),
+            "similarity": float(similarity),
+        }
+
+    def search(self, embeddings: np.ndarray, top_k: int) -> List[Dict[str, object]]:
+        """
+        Rank the stored detections for each query embedding.
+
+        Args:
+            embeddings: [Q, D] query embeddings.
+            top_k: matches per query.
+
+        Returns:
+            list[dict]: per query, ``matches`` (best first) and ``search_ms`` (the vector search
+            time of the whole batch of queries, divided by Q).
+        """
+        t0 = time.perf_counter()
+        sims, ids = search_vectors(self.vectors, embeddings, top_k)
+        ms = (time.perf_counter() - t0) * 1000.0 / max(len(embeddings), 1)
+        out = []
+        for s_row, i_row in zip(sims, ids):
+            matches = [self.match(int(i), float(s)) for s, i in zip(s_row, i_row) if i >= 0]
+            out.append({"matches": matches, "search_ms": ms})
+        return out
+
+    def query(self, image: str, box: Sequence[float], top_k: int = 10) -> Dict[str, object]:
+        """Search for the person in ``box`` of the image file ``image``."""
+        img = read_image(image)
+        b = check_query_box(box, img.shape, f"query image '{image}'")
+        emb = self.embed(img, b[None])
+        result = self.search(emb, top_k)[0]
+        result["query"] = {"image": os.path.abspath(image), "box": [float(v) for v in b]}
+        result["index"] = os.path.abspath(self.index_dir)
+        result["stored_detections"] = self.num_detections
+        return result
+
+
+def _draw(image_bgr: np.ndarray, box, label: str, color: str) -> np.ndarray:
+    vis = Visualizer(image_bgr[:, :, ::-1])
+    vis.draw_box(box, edge_color=color, line_style="-")
+    vis.draw_text(label, (box[0], max(box[1] - 2, 0)), color=color, horizontal_alignment="left")
+    return vis.get_output().get_image()[:, :, ::-1]
+
+
+def _strip(images: List[np.ndarray], height: int = 240) -> np.ndarray:
+    resized = [
+        cv2.resize(im, (max(1, im.shape[1] * height // im.shape[0]), height)) for im in images
+    ]
+    sep = np.full((height, 6, 3), 255, np.uint8)
+    out = [resized[0]]
+    for im in resized[1:]:
+        out += [sep, im]
+    return np.concatenate(out, axis=1)
+
+
+def _match_images(matches: Sequence[Dict[str, object]]) -> List[np.ndarray]:
+    """The image of each match (video frames decoded once per video)."""
+    frames = defaultdict(set)
+    for m in matches:
+        if m["frame"] is not None:
+            frames[m["source"]].add(m["frame"])
+    decoded = {src: read_video_frames(src, fr) for src, fr in frames.items()}
+    return [
+        decoded[m["source"]][m["frame"]] if m["frame"] is not None else read_image(m["source"])
+        for m in matches
+    ]
+
+
+def write_ranking(result: Dict[str, object], out_dir: str, draw: bool = True) -> Dict[str, str]:
+    """
+    Write ``ranking.json`` and (``draw``) ``ranking.jpg`` (the query, yellow, then the matches,
+    green, labelled with rank, similarity and, for video frames, time) to ``out_dir``.
+
+    Returns:
+        dict: the written files.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    files = {"json": os.path.join(out_dir, "ranking.json")}
+    with open(files["json"], "w") as f:
+        json.dump(result, f, indent=1)
+    if draw:
+        q = result["query"]
+        panels = [_draw(read_image(q["image"]), q["box"], "query", "yellow")]
+        for rank, (m, img) in enumerate(
+            zip(result["matches"], _match_images(result["matches"])), start=1
+        ):
+            label = f"#{rank} {m['similarity']:.2f}"
+            if m["time_s"] is not None:
+                label += f" t={m['time_s']:.1f}s"
+            panels.append(_draw(img, m["box"], label, "lime"))
+        files["image"] = os.path.join(out_dir, "ranking.jpg")
+        cv2.imwrite(files["image"], _strip(panels))
+    return files
