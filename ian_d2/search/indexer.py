@@ -65,7 +65,9 @@ class ImageToInput:
 class GalleryStream(IterableDataset):
     """
     The model inputs of the items this process owns and still has to index, in gallery order.
-    Each element: the input dict of :class:`ImageToInput` plus ``item`` (:class:`GalleryItem`).
+    Each element: the input dict of :class:`ImageToInput` plus ``item`` (:class:`GalleryItem`);
+    an unreadable file ends the stream with ``{"error": message}`` (raised by the consumer,
+    so that the message is not wrapped by a data-loader worker's traceback).
 
     Ownership: the k-th item of the gallery (every sampled frame counts, committed or not)
     belongs to process ``k % world_size`` and, within it, to data-loader worker
@@ -100,11 +102,14 @@ class GalleryStream(IterableDataset):
             mine = mine and (k // self.world_size) % num_workers == worker
             return mine and item.key not in self.skip
 
-        for source in self.sources:
-            for item, image in iter_source_items(source, self.fps, want):
-                inp = self.to_input(image)
-                inp["item"] = item
-                yield inp
+        try:
+            for source in self.sources:
+                for item, image in iter_source_items(source, self.fps, want):
+                    inp = self.to_input(image)
+                    inp["item"] = item
+                    yield inp
+        except ValueError as e:  # an unreadable file: reported as is by the main process
+            yield {"error": str(e)}
 
 
 def load_search_model(cfg):
@@ -255,8 +260,10 @@ def index_gallery(
 
     with torch.no_grad():
         for batch in loader:
+            errors = [x["error"] for x in batch if "error" in x]
+            batch = [x for x in batch if "error" not in x]
             items = [x.pop("item") for x in batch]
-            outputs = model(batch)
+            outputs = model(batch) if batch else []
             for item, inp, out in zip(items, batch, outputs):
                 det = _detections(out, manifest.score_thresh)
                 pending_items.append(item)
@@ -265,6 +272,10 @@ def index_gallery(
                 stats["detections"] += len(det["scores"])
             stats["items"] += len(items)
             bar.update(len(items))
+            if errors:  # keep what was done, then stop with the file's name
+                commit()
+                bar.close()
+                raise ValueError(errors[0])
             if len(pending_items) >= shard_size:
                 commit()
     commit()

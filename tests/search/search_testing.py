@@ -1,0 +1,50 @@
+"""Helpers of the search tests: a small saved model, its config, a tiny image gallery."""
+
+import os
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+from ian_d2.config import add_ian_config
+from ian_d2.data.synthetic import generate_cuhk_sysu
+from repo_scripts import QUICK_CONFIG
+
+__all__ = ["SMALL_OPTS", "make_cfg", "save_model", "make_gallery"]
+
+# R-18-GN at 96x128 with 20 proposals and 8 detections per image: indexing costs ~0.05 s/image.
+SMALL_OPTS = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.REID.NUM_PIDS", 8,
+    "MODEL.RPN.POST_NMS_TOPK_TEST", 20,
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
+    "TEST.DETECTIONS_PER_IMAGE", 8,
+    "INPUT.MIN_SIZE_TEST", 96,
+    "INPUT.MAX_SIZE_TEST", 128,
+]  # fmt: skip
+
+
+def make_cfg(weights: str, *opts):
+    """The quick config shrunk by ``SMALL_OPTS``, with ``weights``."""
+    cfg = get_cfg()
+    add_ian_config(cfg)
+    cfg.merge_from_file(QUICK_CONFIG)
+    cfg.merge_from_list(SMALL_OPTS + ["MODEL.WEIGHTS", weights] + list(opts))
+    return cfg
+
+
+def save_model(path: str, seed: int = 0, *opts) -> str:
+    """A randomly initialised model of :func:`make_cfg` saved to ``path`` (.pth)."""
+    cfg = make_cfg("", *opts)
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    folder, name = os.path.split(path)
+    DetectionCheckpointer(model, save_dir=folder).save(os.path.splitext(name)[0])
+    return path
+
+
+def make_gallery(root: str) -> str:
+    """The 30 images of the tiny synthetic CUHK-SYSU; returns their folder."""
+    generate_cuhk_sysu(root, size="tiny", seed=0)
+    return os.path.join(root, "Image", "SSM")
