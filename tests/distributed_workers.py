@@ -162,12 +162,3 @@ def eval_worker(train_net_path: str, root: str, prefix: str, argv, out_file: str
     if comm.is_main_process():
         with open(out_file, "w") as f:
             json.dump(res, f)
-
-
-def index_worker(weights: str, gallery, out_dir: str) -> None:
-    """``index_gallery`` of the search tests' small model, in each process."""
-    from ian_d2.search import index_gallery
-    from search_testing import make_cfg
-
-    index_gallery(make_cfg(weights), gallery, out_dir, score_thresh=0.0, num_workers=0,
-                  batch_size=2, shard_size=4, progress=False)  # fmt: skip

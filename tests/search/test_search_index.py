@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ian_d2.search import GallerySearcher, IndexManifest, index_gallery
-from ian_d2.search.__main__ import main as search_main
+from ian_d2.search.cli import main as search_main
 from ian_d2.search.store import list_shards
 from search_testing import SMALL_OPTS, make_cfg, make_gallery, save_model
 

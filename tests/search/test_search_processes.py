@@ -9,15 +9,12 @@ import tempfile
 import time
 import unittest
 from collections import defaultdict
-from datetime import timedelta
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from detectron2.engine import launch
-
-import distributed_workers as workers
 from ian_d2.search import index_gallery
+from ian_d2.search.cli import main as search_main
 from ian_d2.search.store import list_shards, read_shard_items
 from repo_scripts import QUICK_CONFIG, REPO
 from search_testing import SMALL_OPTS, make_cfg, make_gallery, save_model
@@ -56,10 +53,17 @@ class TestIndexProcesses(unittest.TestCase):
         for name, ref in self.reference.items():
             np.testing.assert_allclose(got[name], ref, atol=1e-3, err_msg=name)
 
+    def _index_argv(self, out, *extra):
+        """``index`` arguments; the config overrides come last (they take the rest)."""
+        return ["index", "--config-file", QUICK_CONFIG, "--gallery", self.gallery, "--out", out,
+                "--score-thresh", "0", "--num-workers", "0", *extra,
+                *[str(v) for v in SMALL_OPTS], "MODEL.WEIGHTS", self.weights]  # fmt: skip
+
     def test_two_processes(self):
         out = os.path.join(self._tmp.name, "two")
-        launch(workers.index_worker, 2, dist_url="auto", timeout=timedelta(seconds=120),
-               args=(self.weights, [self.gallery], out))  # fmt: skip
+        # the command line, as a user runs it: `launch` starts the 2 processes
+        search_main(self._index_argv(out, "--num-gpus", "2", "--batch-size", "2",
+                                     "--shard-size", "4"))  # fmt: skip
         shards = list_shards(out)
         ranks = {os.path.basename(p)[:4] for p in shards}
         self.assertEqual(ranks, {"r000", "r001"})  # each process wrote its own shards
@@ -73,10 +77,8 @@ class TestIndexProcesses(unittest.TestCase):
 
     def test_sigkill_then_resume(self):
         out = os.path.join(self._tmp.name, "killed")
-        cmd = [sys.executable, "-m", "ian_d2.search", "index", "--config-file", QUICK_CONFIG,
-               "--gallery", self.gallery, "--out", out, "--score-thresh", "0",
-               "--batch-size", "1", "--shard-size", "2", "--num-workers", "0",
-               *[str(v) for v in SMALL_OPTS], "MODEL.WEIGHTS", self.weights]  # fmt: skip
+        cmd = [sys.executable, "-m", "ian_d2.search"]
+        cmd += self._index_argv(out, "--batch-size", "1", "--shard-size", "2")
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         try:

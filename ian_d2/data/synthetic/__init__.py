@@ -5,11 +5,25 @@ colours and pattern, skin and hair, body proportions, accessories) and who vary 
 by pose, scale, position, lighting, blur, camera colour cast and occlusion. The real loaders read
 the output unchanged, so tests and demos can run without the real datasets.
 
-Command line: ``python -m ian_d2.data.synthetic --format {cuhk_sysu,prw} --out DIR``.
+:func:`generate_video` renders two camera videos (MJPG in AVI) of people walking through street
+scenes, with identities shared between the cameras and per-frame person boxes, to test and demo
+searching one's own footage.
+
+Command line: ``python -m ian_d2.data.synthetic --format {cuhk_sysu,prw,video} --out DIR``.
 """
 
 from .cuhk_sysu_writer import generate_cuhk_sysu
 from .presets import SIZES, GeneratorConfig, make_config
 from .prw_writer import generate_prw
+from .video import VideoConfig, generate_video, make_video_config
 
-__all__ = ["generate_cuhk_sysu", "generate_prw", "GeneratorConfig", "make_config", "SIZES"]
+__all__ = [
+    "generate_cuhk_sysu",
+    "generate_prw",
+    "generate_video",
+    "GeneratorConfig",
+    "make_config",
+    "VideoConfig",
+    "make_video_config",
+    "SIZES",
+]

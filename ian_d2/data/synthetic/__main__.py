@@ -4,6 +4,7 @@ Example::
 
     python -m ian_d2.data.synthetic --format cuhk_sysu --out datasets/cuhk_sysu_synth --size small
     python -m ian_d2.data.synthetic --format prw --out datasets/prw_synth --size tiny --seed 3
+    python -m ian_d2.data.synthetic --format video --out datasets/video_synth --size small
 """
 
 import argparse
@@ -14,6 +15,7 @@ from typing import List, Optional
 from .cuhk_sysu_writer import generate_cuhk_sysu
 from .presets import SIZES
 from .prw_writer import generate_prw
+from .video import generate_video
 
 __all__ = ["build_parser", "main"]
 
@@ -27,22 +29,32 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Render a synthetic person-search dataset (street scenes with pedestrians whose "
             "identity is their appearance) and write it in the exact on-disk format of "
-            "CUHK-SYSU or PRW, so that the real loaders read it unchanged. "
+            "CUHK-SYSU or PRW, so that the real loaders read it unchanged, or (--format video) "
+            "two camera videos (cam1.avi, cam2.avi, MJPG) of people walking, with per-frame "
+            "person boxes in annotations.json. "
             "Same seed -> byte-identical output."
         ),
         epilog=(
             "Presets: tiny (~30 images, ~15 identities, seconds; CUHK-SYSU galleries 5 and 10, "
             "with two zero-size boxes), small (~200 images), default (~2,500 images, "
-            "~800 identities, galleries 50 and 100; 1-2 minutes)."
+            "~800 identities, galleries 50 and 100; 1-2 minutes). "
+            "Video, at 10 fps: tiny (320x240, 3 s, 4 identities), small (640x360, 8 s, "
+            "6 identities), default (640x360, 10 s, 10 identities); seconds."
         ),
     )
-    p.add_argument("--format", required=True, choices=("cuhk_sysu", "prw"), help="output format")
+    p.add_argument(
+        "--format", required=True, choices=("cuhk_sysu", "prw", "video"), help="output format"
+    )
     p.add_argument("--out", required=True, help="output folder (the dataset root)")
     p.add_argument(
         "--size", default="default", choices=SIZES, help="size preset (default: default)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--num-images", type=int, help="number of images / frames (preset if unset)")
+    p.add_argument(
+        "--num-images",
+        type=int,
+        help="number of images / frames (video: frames per camera) (preset if unset)",
+    )
     p.add_argument(
         "--num-identities",
         type=int,
@@ -53,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         nargs=2,
         metavar=("W", "H"),
-        help="image size (preset: 400 300 for CUHK-SYSU, 480 270 for PRW)",
+        help="image size (preset: 400 300 for CUHK-SYSU, 480 270 for PRW; video: frame size)",
+    )
+    p.add_argument("--fps", type=float, help="video: frames per second (preset: 10)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        help="video: seconds per camera (sets the frame count to duration x fps)",
     )
     p.add_argument(
         "--gallery-sizes",
@@ -87,7 +105,22 @@ def main(argv: Optional[List[str]] = None) -> dict:
         workers=args.workers,
     )
     start = time.perf_counter()
-    if args.format == "cuhk_sysu":
+    if args.format != "video" and (args.fps is not None or args.duration is not None):
+        logger.warning("--fps / --duration only apply to video")
+    if args.format == "video":
+        if args.gallery_sizes or args.zero_size_boxes is not None or args.workers is not None:
+            logger.warning("--gallery-sizes / --zero-size-boxes / --workers do not apply to video")
+        summary = generate_video(
+            args.out,
+            size=args.size,
+            seed=args.seed,
+            num_frames=args.num_images,
+            num_identities=args.num_identities,
+            frame_size=overrides["image_size"],
+            fps=args.fps,
+            duration=args.duration,
+        )
+    elif args.format == "cuhk_sysu":
         overrides["gallery_sizes"] = tuple(args.gallery_sizes) if args.gallery_sizes else None
         overrides["zero_size_boxes"] = args.zero_size_boxes
         summary = generate_cuhk_sysu(args.out, size=args.size, seed=args.seed, **overrides)
@@ -96,7 +129,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             logger.warning("--gallery-sizes / --zero-size-boxes only apply to cuhk_sysu")
         summary = generate_prw(args.out, size=args.size, seed=args.seed, **overrides)
     elapsed = time.perf_counter() - start
-    shown = {k: v for k, v in summary.items() if k not in ("train_ids", "test_ids", "out_dir")}
+    hidden = ("train_ids", "test_ids", "out_dir", "files")
+    shown = {k: v for k, v in summary.items() if k not in hidden}
     logger.info(
         "Wrote synthetic %s (%s, seed %d) to %s in %.1fs: %s",
         args.format,

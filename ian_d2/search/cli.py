@@ -1,0 +1,228 @@
+"""Command line of the gallery index (``python -m ian_d2.search``): ``index`` footage once,
+``query`` it many times. (In an importable module, so that ``launch``'s worker processes find
+the indexing function.)
+
+Examples::
+
+    # index images and videos with a trained model (2 sampled frames per second of video)
+    python -m ian_d2.search index --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml \\
+        --gallery datasets/cuhk_sysu_synth/Image/SSM footage/cam1.avi --out my_index \\
+        MODEL.WEIGHTS output/synthetic/step3/model_final.pth
+    # add more footage later, or finish a run that was interrupted
+    python -m ian_d2.search index ... --out my_index --append
+    python -m ian_d2.search index ... --out my_index --resume
+    # one query, or many from a CSV (image,x1,y1,x2,y2[,name])
+    python -m ian_d2.search query my_index --query-image q.jpg --query-box 244 115 282 214 \\
+        --top-k 10 --output results
+    python -m ian_d2.search query my_index --queries queries.csv --output results
+"""
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.config import get_cfg
+from detectron2.engine import launch
+from detectron2.utils.logger import setup_logger
+
+import ian_d2  # noqa: F401  (registers the model)
+
+from ..config import add_ian_config
+from .indexer import index_gallery
+from .searcher import GallerySearcher, write_ranking
+from .vector_index import INDEX_KINDS, VectorIndexParams
+
+__all__ = ["build_parser", "main", "read_queries", "run"]
+
+logger = logging.getLogger("ian_d2.search")
+
+
+def _vector_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--index-type",
+        choices=INDEX_KINDS,
+        default=None,
+        help="vector index: flat (exact, default), ivf or hnsw (approximate, for large galleries)",
+    )
+    p.add_argument("--nprobe", type=int, default=None, help="ivf: cells scanned per query")
+    p.add_argument("--ef-search", type=int, default=None, help="hnsw: candidates per query")
+
+
+def vector_params(args) -> Optional[VectorIndexParams]:
+    """The vector index settings given on the command line (None: none given)."""
+    if args.index_type is None and args.nprobe is None and args.ef_search is None:
+        return None
+    over = {"kind": args.index_type or "flat"}
+    if args.nprobe is not None:
+        over["nprobe"] = args.nprobe
+    if args.ef_search is not None:
+        over["ef_search"] = args.ef_search
+    return VectorIndexParams(**over)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m ian_d2.search``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ian_d2.search", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="run the model once over a gallery and store its detections")
+    p.add_argument("--config-file", required=True, metavar="FILE")
+    p.add_argument(
+        "--gallery",
+        required=True,
+        nargs="+",
+        help="folders (recursive), .txt lists (one path per line) and image or video files",
+    )
+    p.add_argument("--out", required=True, help="the index folder")
+    p.add_argument("--fps", type=float, default=None, help="video frames per second (default 2)")
+    p.add_argument(
+        "--score-thresh", type=float, default=None, help="store detections from this score (0.5)"
+    )
+    _vector_args(p)
+    p.add_argument("--batch-size", type=int, default=4, help="images per model call")
+    p.add_argument("--shard-size", type=int, default=256, help="items per committed shard")
+    p.add_argument("--num-workers", type=int, default=1, help="image/video decoding processes")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="finish an interrupted run")
+    g.add_argument("--append", action="store_true", help="add footage to an existing index")
+    p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (launch)")
+    p.add_argument("--num-machines", type=int, default=1)
+    p.add_argument("--machine-rank", type=int, default=0)
+    p.add_argument("--dist-url", default="auto")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+
+    q = sub.add_parser("query", help="rank the stored detections for a query box")
+    q.add_argument("index", help="the index folder")
+    q.add_argument("--query-image", help="the image holding the query person")
+    q.add_argument("--query-box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"))
+    q.add_argument("--queries", help="CSV with columns image,x1,y1,x2,y2[,name]: many queries")
+    q.add_argument("--top-k", type=int, default=10)
+    q.add_argument("--output", default="search_output", help="folder for rankings")
+    q.add_argument("--no-draw", action="store_true", help="JSON only, no ranking picture")
+    q.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
+    q.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    _vector_args(q)
+    return parser
+
+
+def read_queries(path: str) -> List[Dict[str, object]]:
+    """Queries of a CSV file with a header ``image,x1,y1,x2,y2[,name]`` (image paths relative
+    to the CSV's folder)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"queries file '{path}' does not exist")
+    base = os.path.dirname(os.path.abspath(path))
+    out = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"image", "x1", "y1", "x2", "y2"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise ValueError(
+                f"queries file '{path}' needs the header image,x1,y1,x2,y2[,name]; it has "
+                f"{reader.fieldnames}"
+            )
+        for line, row in enumerate(reader, start=2):
+            try:
+                box = [float(row[k]) for k in ("x1", "y1", "x2", "y2")]
+            except (TypeError, ValueError):
+                raise ValueError(f"queries file '{path}', line {line}: the box is not 4 numbers")
+            image = (
+                row["image"] if os.path.isabs(row["image"]) else os.path.join(base, row["image"])
+            )
+            name = row.get("name") or f"q{len(out):03d}"
+            out.append({"image": image, "box": box, "name": name})
+    if not out:
+        raise ValueError(f"queries file '{path}' holds no query")
+    return out
+
+
+def _index_worker(args) -> Dict[str, object]:
+    cfg = get_cfg()
+    add_ian_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg.freeze()
+    setup_logger(name="ian_d2")
+    return index_gallery(
+        cfg,
+        args.gallery,
+        args.out,
+        fps=args.fps,
+        score_thresh=args.score_thresh,
+        vector_params=vector_params(args),
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        num_workers=args.num_workers,
+        resume=args.resume,
+        append=args.append,
+    )
+
+
+def run_index(args) -> Optional[Dict[str, object]]:
+    if args.num_gpus * args.num_machines == 1:
+        return _index_worker(args)
+    launch(
+        _index_worker,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+    return None
+
+
+def run_query(args) -> List[Dict[str, object]]:
+    if args.queries and (args.query_image or args.query_box):
+        raise ValueError("give either --queries CSV or --query-image with --query-box, not both")
+    if args.queries:
+        queries = read_queries(args.queries)
+    elif args.query_image and args.query_box:
+        queries = [{"image": args.query_image, "box": args.query_box, "name": None}]
+    else:
+        raise ValueError("give --query-image IMG --query-box X1 Y1 X2 Y2, or --queries CSV")
+    setup_logger(name="ian_d2")
+    searcher = GallerySearcher(
+        args.index, weights=args.weights, device=args.device, vector_params=vector_params(args)
+    )
+    results = []
+    for q in queries:
+        res = searcher.query(q["image"], q["box"], args.top_k)
+        out = args.output if q["name"] is None else os.path.join(args.output, q["name"])
+        res["files"] = write_ranking(res, out, draw=not args.no_draw)
+        logger.info(
+            "Query %s: %d matches among %d stored detections (vector search %.2f ms) -> %s",
+            q["name"] or q["image"],
+            len(res["matches"]),
+            res["stored_detections"],
+            res["search_ms"],
+            out,
+        )
+        results.append(res)
+    if args.queries:
+        os.makedirs(args.output, exist_ok=True)
+        with open(os.path.join(args.output, "queries.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command == "index":
+        return run_index(args)
+    return run_query(args)
+
+
+def run(argv=None) -> None:
+    """``main`` for the command line: bad input ends with one clear line, no traceback."""
+    try:
+        main(argv)
+    except ValueError as e:
+        sys.exit(f"python -m ian_d2.search: error: {e}")
