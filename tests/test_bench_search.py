@@ -63,13 +63,15 @@ class TestBenchSearch(unittest.TestCase):
             lat = r["latency_ms"]
             self.assertGreater(lat["median"], 0)
             self.assertGreaterEqual(lat["p99"], lat["median"])
+            self.assertGreater(r["cpu_ms_per_query"], 0)
             self.assertGreater(r["batch_queries_per_s"], 0)
-            for key in ("recall_at_10", "recall_at_100"):
+            for key in ("recall_at_10", "recall_at_100", "identity_recall_at_100"):
                 self.assertGreaterEqual(r[key], 0.0)
                 self.assertLessEqual(r[key], 1.0)
         self.assertEqual(runs[0]["recall_at_10"], 1.0)
         self.assertEqual(runs[0]["recall_at_100"], 1.0)
-        self.assertEqual(runs[0]["bytes_per_vector"], round(runs[0]["bytes_per_vector"]))
+        self.assertEqual(runs[0]["identity_recall_at_100"], 1.0)
+        self.assertAlmostEqual(runs[0]["bytes_per_vector"], 4 * 256, delta=1)  # + a header
         # more cells probed: no lower recall; all of them: exact
         self.assertGreaterEqual(runs[2]["recall_at_100"], runs[1]["recall_at_100"])
         self.assertEqual(runs[2]["recall_at_100"], 1.0)
@@ -83,10 +85,22 @@ class TestBenchSearch(unittest.TestCase):
         self.assertEqual(out["datasets"]["500"]["data"], "uniform")
         (run,) = out["results"]
         self.assertEqual(run["params"]["kind"], "ivf")
+        self.assertNotIn("identity_recall_at_100", run)  # no identities
         exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
         approx = np.array([[1, 2, 9, -1], [8, 7, 6, 5]])
         self.assertAlmostEqual(self.bench.recall_at(approx, exact, 2), 0.5)
         self.assertAlmostEqual(self.bench.recall_at(approx, exact, 4), 0.75)
+
+    def test_cache_reuse(self):
+        cache = os.path.join(self._tmp.name, "cache")
+        argv = ["--sizes", "500", "--queries", "5", "--kinds", "ivf", "--cache-dir", cache]
+        first = _quiet(self.bench.main, argv)["results"][0]
+        self.assertNotIn("build_cached", first)
+        self.assertEqual(len([f for f in os.listdir(cache) if f.endswith(".faiss")]), 1)
+        again = _quiet(self.bench.main, argv)["results"][0]
+        self.assertTrue(again["build_cached"])
+        self.assertEqual(again["build_s"], first["build_s"])
+        self.assertEqual(again["recall_at_100"], first["recall_at_100"])
 
 
 if __name__ == "__main__":

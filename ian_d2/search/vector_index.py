@@ -60,10 +60,10 @@ class VectorIndexParams:
 
     kind: str = "flat"
     nlist: int = 0
-    nprobe: int = 16
+    nprobe: int = 256
     hnsw_m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 128
+    ef_construction: int = 200
+    ef_search: int = 1280
     train_size: int = 200_000
 
     def __post_init__(self):
