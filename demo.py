@@ -25,11 +25,10 @@ import sys
 from typing import List
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.utils.logger import setup_logger
 
 import ian_d2  # noqa: F401  (registers the model)
-from ian_d2.config import add_ian_config
+from ian_d2.config import get_ian_cfg
 from ian_d2.search import (
     GallerySearcher,
     IndexManifest,
@@ -63,10 +62,7 @@ def main(argv=None) -> List[dict]:
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE pairs")
     args = parser.parse_args(argv)
     setup_logger(name="ian_d2")
-    cfg = get_cfg()
-    add_ian_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = get_ian_cfg(args.config_file, args.opts)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     cfg.freeze()
 

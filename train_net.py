@@ -17,13 +17,12 @@ import logging
 import os
 
 import detectron2.utils.comm as comm
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.file_io import PathManager
 
 import ian_d2  # noqa: F401  (registers datasets, heads and meta-architectures)
-from ian_d2.config import add_ian_config, resolve_num_pids
+from ian_d2.config import get_ian_cfg, resolve_num_pids
 from ian_d2.engine import PersonSearchCheckpointer, PersonSearchTrainer, check_batch_size
 
 logger = logging.getLogger("ian_d2")
@@ -55,11 +54,7 @@ def check_weights_available(weights: str) -> None:
 
 def load_config(args):
     """The config from the file and the command-line overrides (not frozen, no side effect)."""
-    cfg = get_cfg()
-    add_ian_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    return cfg
+    return get_ian_cfg(args.config_file, args.opts)
 
 
 def setup(args):

@@ -22,10 +22,9 @@ import tempfile
 import time
 
 import torch
-from detectron2.config import get_cfg
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ian_d2.config import add_ian_config  # noqa: E402
+from ian_d2.config import get_ian_cfg  # noqa: E402
 from ian_d2.search import expand_gallery, index_gallery, load_search_model  # noqa: E402
 from ian_d2.search.indexer import ImageToInput  # noqa: E402
 from ian_d2.search.sources import read_image  # noqa: E402
@@ -51,10 +50,7 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=2, help="alternate plain/index this many times")
     p.add_argument("opts", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
-    cfg = get_cfg()
-    add_ian_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = get_ian_cfg(args.config_file, args.opts)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     cfg.freeze()
     sources = [s for s in expand_gallery(args.gallery) if s.kind == "image"]
@@ -73,9 +69,7 @@ def main(argv=None) -> dict:
                                   batch_size=args.batch_size, num_workers=0, model=model,
                                   progress=False)  # fmt: skip
             index = time.perf_counter() - t0
-            size = sum(
-                os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs
-            )
+            size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
             runs.append(
                 {
                     "plain_s": plain,

@@ -378,7 +378,7 @@ def run_size(args, n: int) -> Tuple[List[Dict], Dict]:
         r = {
             "n": n,
             "params": params,
-            "build_s": round(build_s, 3),
+            "build_s": round(build_s, 6),
             "bytes_per_vector": round(nbytes / n, 2),
             **timing,
             "recall_at_10": recall_at(ids, exact, 10),

@@ -6,16 +6,17 @@ YAML file from ``configs/``. Detectron2's global defaults are never modified.
 
 import logging
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.utils.file_io import PathManager
 
 from .evaluation.config import add_person_search_eval_config
 
-__all__ = ["add_ian_config", "num_pids_in_checkpoint", "resolve_num_pids"]
+__all__ = ["add_ian_config", "get_ian_cfg", "num_pids_in_checkpoint", "resolve_num_pids"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,18 @@ def add_ian_config(cfg):
 
     # Person-search evaluation settings (TEST.PERSON_SEARCH).
     add_person_search_eval_config(_C)
+
+
+def get_ian_cfg(config_file: str, opts: Sequence = ()):
+    """
+    Detectron2's default config with the IAN keys, merged with ``config_file`` and the
+    command-line ``opts`` (KEY VALUE ...); not frozen.
+    """
+    cfg = get_cfg()
+    add_ian_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg
 
 
 # Tensors of a checkpoint whose first dimension gives the number of identities L (minus the

@@ -58,7 +58,7 @@ class TestBenchSearch(unittest.TestCase):
         self.assertEqual([r["params"].get("ef_search") for r in runs[3:]], [16, 64])
         for r in runs:
             self.assertEqual(r["n"], 2000)
-            self.assertGreater(r["build_s"], 0)
+            self.assertGreaterEqual(r["build_s"], 0)  # a flat index of 2,000 builds in < 1 ms
             self.assertGreaterEqual(r["bytes_per_vector"], 4 * 256)
             lat = r["latency_ms"]
             self.assertGreater(lat["median"], 0)

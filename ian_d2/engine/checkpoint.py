@@ -13,23 +13,11 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from ..utils.io import atomic_write
+
 __all__ = ["PersonSearchCheckpointer"]
 
 logger = logging.getLogger(__name__)
-
-
-def _write_atomically(path: str, write, mode: str) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class PersonSearchCheckpointer(DetectionCheckpointer):
@@ -52,11 +40,11 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        _write_atomically(save_file, lambda f: torch.save(data, f), "wb")
+        atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         if not self._is_local():
             return super().tag_last_checkpoint(last_filename_basename)
         path = os.path.join(self.save_dir, "last_checkpoint")
-        _write_atomically(path, lambda f: f.write(last_filename_basename), "w")
+        atomic_write(path, lambda f: f.write(last_filename_basename), "w")

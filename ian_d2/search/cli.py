@@ -26,13 +26,12 @@ import sys
 from typing import Dict, List, Optional
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.engine import launch
 from detectron2.utils.logger import setup_logger
 
 import ian_d2  # noqa: F401  (registers the model)
 
-from ..config import add_ian_config
+from ..config import get_ian_cfg
 from .indexer import index_gallery
 from .searcher import GallerySearcher, write_ranking
 from .vector_index import INDEX_KINDS, VectorIndexParams
@@ -143,10 +142,7 @@ def read_queries(path: str) -> List[Dict[str, object]]:
 
 
 def _index_worker(args) -> Dict[str, object]:
-    cfg = get_cfg()
-    add_ian_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = get_ian_cfg(args.config_file, args.opts)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     cfg.freeze()
     setup_logger(name="ian_d2")

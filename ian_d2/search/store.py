@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..utils.io import atomic_write
 from .sources import GalleryItem
 from .vector_index import (
     VectorIndexParams,
@@ -88,19 +89,6 @@ META_COLUMNS = (
     "y2",
     "score",
 )
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _sha256(path: str, chunk: int = 1 << 22) -> str:
@@ -208,7 +196,7 @@ class IndexManifest:
         if not self.created:
             self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         data = json.dumps(asdict(self), indent=1).encode()
-        _write_atomically(os.path.join(index_dir, MANIFEST), data)
+        atomic_write(os.path.join(index_dir, MANIFEST), lambda f: f.write(data))
 
     @staticmethod
     def exists(index_dir: str) -> bool:
@@ -380,7 +368,7 @@ class ShardWriter:
         path = os.path.join(self.dir, f"r{self.rank:03d}-{self.next_seq:06d}.parquet")
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        _write_atomically(path, sink.getvalue().to_pybytes())
+        atomic_write(path, lambda f: f.write(sink.getvalue().to_pybytes()))
         self.next_seq += 1
         self.written.append(path)
         return path
@@ -466,6 +454,7 @@ def update_vector_index(
     else:
         add_vectors(index, read_embeddings(paths[len(covered) :], manifest.embed_dim))
     save_vector_index(index, faiss_path)
-    _write_atomically(state_path, json.dumps({"shards": order, "ntotal": index.ntotal}).encode())
+    state = json.dumps({"shards": order, "ntotal": index.ntotal}).encode()
+    atomic_write(state_path, lambda f: f.write(state))
     logger.info("Vector index %s: %d vectors from %d shards", faiss_path, index.ntotal, len(order))
     return index, paths

@@ -22,12 +22,13 @@ Shape shorthand:
 
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import faiss
 import numpy as np
+
+from ..utils.io import atomic_write
 
 __all__ = [
     "INDEX_KINDS",
@@ -153,13 +154,7 @@ def search_vectors(index, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.n
 
 def save_vector_index(index, path: str) -> None:
     """Write ``index`` to ``path`` atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        faiss.write_index(index, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda f: f.write(faiss.serialize_index(index).tobytes()))
 
 
 def load_vector_index(path: str, params: Optional[VectorIndexParams] = None):
