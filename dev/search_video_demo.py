@@ -59,7 +59,9 @@ def identity_of(match, ann) -> int:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", default=os.path.join(REPO, "datasets", "video_synth"))
-    p.add_argument("--weights", default=os.path.join(REPO, "output/synthetic/step3/model_final.pth"))
+    p.add_argument(
+        "--weights", default=os.path.join(REPO, "output/synthetic/step3/model_final.pth")
+    )
     p.add_argument(
         "--config", default=os.path.join(REPO, "configs/Synthetic/IAN_R18_GN_step3_center.yaml")
     )
