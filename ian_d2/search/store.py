@@ -32,6 +32,7 @@ The Parquet key-value metadata ``ian_d2.items`` lists every item (source, frame,
 height) the shard covers, including items without any detection.
 """
 
+import functools
 import glob
 import hashlib
 import json
@@ -91,7 +92,15 @@ META_COLUMNS = (
 )
 
 
-def _sha256(path: str, chunk: int = 1 << 22) -> str:
+def _sha256(path: str) -> str:
+    """SHA-256 of a file, computed once per process for a given path, size and mtime (indexing
+    and querying in one process, as demo.py does, hash the weights once)."""
+    st = os.stat(path)
+    return _sha256_of(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path: str, size: int, mtime_ns: int, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
