@@ -42,6 +42,10 @@ def add_ian_config(cfg):
     # run, so that N GPUs compute what one GPU computes over the same mini-batch; identical to
     # "BN" with one process), "BN" (statistics of each process's own boxes) or "" (none).
     _C.MODEL.REID.EMBED_NORM = "SyncBN"
+    # Dropout probability p on the pooled res5 feature right before the 2048 -> EMBED_DIM
+    # projection (training only). 0.0 = off, as in IAN (no dropout); an ablation knob for the
+    # paper's Tables III/IV. With 0 the head has no dropout module (checkpoints are unchanged).
+    _C.MODEL.REID.DROPOUT = 0.0
     # Identity loss: "RSS" (random sampling softmax, E2E-PS / IAN) or "OIM" (online instance
     # matching).
     _C.MODEL.REID.LOSS_TYPE = "RSS"

@@ -24,7 +24,11 @@ logger = logging.getLogger(__name__)
 
 class ReIDEmbeddingHead(nn.Module):
     """
-    Linear C -> D, optional BatchNorm1d, then L2 normalisation. No dropout.
+    Optional dropout, linear C -> D, optional BatchNorm1d, then L2 normalisation.
+
+    Dropout (``MODEL.REID.DROPOUT``, an ablation; IAN uses none) acts on the pooled feature
+    right before the projection, in training mode only. With ``dropout == 0`` the head has no
+    dropout module, so its state dict and outputs are those of a head without the option.
 
     Normalisation: "SyncBN" (statistics over the boxes of every process: identical to "BN" with
     one process), "BN" (statistics of each process's own boxes) or "" (none). In training, a
@@ -32,16 +36,29 @@ class ReIDEmbeddingHead(nn.Module):
     """
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, embed_dim: int = 256, norm: str = "SyncBN"):
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        embed_dim: int = 256,
+        norm: str = "SyncBN",
+        dropout: float = 0.0,
+    ):
         """
         Args:
             input_shape (ShapeSpec): shape of the pooled input feature (``channels`` = C).
             embed_dim (int): D.
             norm (str): "SyncBN" or "BN" for a BatchNorm1d before the L2 normalisation (over
                 all processes, or per process), "" for none.
+            dropout (float): probability p of ``nn.Dropout(p)`` on the pooled [R, C] feature
+                before the projection; 0 = no dropout module at all.
         """
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MODEL.REID.DROPOUT must be in [0, 1), got {dropout}")
         self.embed_dim = embed_dim
+        # None (not nn.Identity) when off: no entry in the module tree, nothing to load
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
         self.proj = nn.Linear(input_shape.channels, embed_dim)
         nn.init.normal_(self.proj.weight, std=0.01)
         nn.init.constant_(self.proj.bias, 0.0)
@@ -60,6 +77,7 @@ class ReIDEmbeddingHead(nn.Module):
             "input_shape": input_shape,
             "embed_dim": cfg.MODEL.REID.EMBED_DIM,
             "norm": cfg.MODEL.REID.EMBED_NORM,
+            "dropout": cfg.MODEL.REID.DROPOUT,
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,6 +90,8 @@ class ReIDEmbeddingHead(nn.Module):
         """
         if x.dim() > 2:
             x = x.mean(dim=[2, 3])
+        if self.dropout is not None:
+            x = self.dropout(x)
         x = self.proj(x)
         if isinstance(self.norm, SyncBatchNorm1d):  # handles small batches over all processes
             x = self.norm(x)
