@@ -46,9 +46,12 @@ def add_ian_config(cfg):
     # projection (training only). 0.0 = off, as in IAN (no dropout); an ablation knob for the
     # paper's Tables III/IV. With 0 the head has no dropout module (checkpoints are unchanged).
     _C.MODEL.REID.DROPOUT = 0.0
-    # Identity loss: "RSS" (random sampling softmax, E2E-PS / IAN) or "OIM" (online instance
-    # matching).
+    # Identity loss, a name in ian_d2.modeling.REID_LOSS_REGISTRY (case-insensitive): "RSS"
+    # (random sampling softmax, E2E-PS / IAN), "OIM" (online instance matching), or a loss you
+    # registered (README: "Plugging in your own loss").
     _C.MODEL.REID.LOSS_TYPE = "RSS"
+    # Embedding head, a name in ian_d2.modeling.REID_HEAD_REGISTRY (case-insensitive).
+    _C.MODEL.REID.HEAD_NAME = "ReIDEmbeddingHead"
     # Number of labeled training identities. 0 = `num_train_pids` from the metadata of
     # DATASETS.TRAIN[0] when that training set can be read, else the checkpoint MODEL.WEIGHTS
     # (see `resolve_num_pids`). train_net.py writes the resolved number into OUTPUT_DIR/config.yaml.
@@ -103,6 +106,9 @@ def add_ian_config(cfg):
     _C.MODEL.CENTER_LOSS = CN()
     # Weight lambda of `loss_center` (0 disables the center loss: the E2E-PS baseline).
     _C.MODEL.CENTER_LOSS.WEIGHT = 0.032
+    # The center loss, a name in ian_d2.modeling.CENTER_LOSS_REGISTRY (case-insensitive); not
+    # looked up when WEIGHT is 0.
+    _C.MODEL.CENTER_LOSS.NAME = "CenterLoss"
     # Center learning rate alpha: c_j <- c_j - ALPHA * delta_c_j (centers are buffers, not
     # parameters: the optimizer never touches them).
     _C.MODEL.CENTER_LOSS.ALPHA = 0.5

@@ -2,18 +2,33 @@
 
 Importing this package registers ``PersonSearchROIHeads`` (ROI_HEADS_REGISTRY) and
 ``PersonSearchRCNN`` and ``CropClassifier`` (META_ARCH_REGISTRY).
+
+Registries of this package, for plugging in your own parts by name from a config:
+
+- ``REID_LOSS_REGISTRY`` (``MODEL.REID.LOSS_TYPE``): identity losses, "RSS" and "OIM" built in;
+- ``CENTER_LOSS_REGISTRY`` (``MODEL.CENTER_LOSS.NAME``): the center loss, "CenterLoss" built in;
+- ``REID_HEAD_REGISTRY`` (``MODEL.REID.HEAD_NAME``): the embedding head, "ReIDEmbeddingHead".
 """
 
 from . import losses
 from .crop_classifier import CropClassifier
-from .losses import CenterLoss, OIMLoss, RandomSamplingSoftmaxLoss
+from .losses import (
+    CENTER_LOSS_REGISTRY,
+    REID_LOSS_REGISTRY,
+    CenterLoss,
+    OIMLoss,
+    RandomSamplingSoftmaxLoss,
+)
 from .meta_arch import PersonSearchRCNN
 from .query import extract_query_embeddings
-from .reid_head import ReIDEmbeddingHead
+from .reid_head import REID_HEAD_REGISTRY, ReIDEmbeddingHead, build_reid_head
 from .roi_heads import PersonSearchROIHeads
 
 __all__ = [
     "losses",
+    "CENTER_LOSS_REGISTRY",
+    "REID_HEAD_REGISTRY",
+    "REID_LOSS_REGISTRY",
     "CenterLoss",
     "CropClassifier",
     "OIMLoss",
@@ -21,5 +36,6 @@ __all__ = [
     "PersonSearchROIHeads",
     "RandomSamplingSoftmaxLoss",
     "ReIDEmbeddingHead",
+    "build_reid_head",
     "extract_query_embeddings",
 ]

@@ -19,8 +19,8 @@ from detectron2.modeling.poolers import convert_boxes_to_pooler_format
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
-from .losses import BACKGROUND_PID, UNLABELED_PID, build_reid_loss
-from .reid_head import ReIDEmbeddingHead
+from .losses import BACKGROUND_PID, UNLABELED_PID, build_reid_loss, named_losses
+from .reid_head import build_reid_head
 from .roi_heads import PersonSearchROIHeads
 
 __all__ = ["CropClassifier"]
@@ -48,15 +48,17 @@ class CropClassifier(nn.Module):
     Crops the ground-truth persons and random background boxes out of the (normalised, resized)
     input image with ROIAlign, resizes each crop to ``crop_size``, runs the whole ResNet on it
     (stem, res2-res4 of the C4 backbone, then res5 exactly as built by the detector's ROI heads),
-    mean-pools, embeds with :class:`ReIDEmbeddingHead` and classifies the identity with the
-    configured identity loss (RSS: labeled identities + background; OIM: labeled identities,
+    mean-pools, embeds with the configured head (``MODEL.REID.HEAD_NAME``, default
+    :class:`ReIDEmbeddingHead`) and classifies the identity with the configured identity loss
+    (``MODEL.REID.LOSS_TYPE``; RSS: labeled identities + background; OIM: labeled identities,
     background crops unused).
 
     Parameter names match the detector's (``backbone.*``, ``roi_heads.res5.*``,
     ``roi_heads.reid_head.*``, ``roi_heads.reid_loss.*``): set the detector's MODEL.WEIGHTS to this
     model's checkpoint (the RPN and box predictor start from scratch).
 
-    Training returns ``{"loss_reid": ...}``. Inference returns, per image, ``{"pred_embeds":
+    Training returns ``{"loss_reid": ...}`` (or the ``loss_*`` names a registered identity loss
+    returns). Inference returns, per image, ``{"pred_embeds":
     [M, D]}`` for the input's ``instances.gt_boxes`` (resized input coordinates).
     """
 
@@ -92,7 +94,8 @@ class CropClassifier(nn.Module):
             num_bg_per_image (int): background crops per image; -1 = as many as person crops.
             bg_iou_thresh (float): maximum IoU of a background crop with any ground-truth box.
             include_unlabeled (bool): crop unlabeled persons too.
-            loss_weight (float): weight of ``loss_reid``.
+            loss_weight (float): weight of ``loss_reid`` (of every ``loss_*`` of the identity
+                loss).
         """
         super().__init__()
         self.backbone = backbone
@@ -123,7 +126,7 @@ class CropClassifier(nn.Module):
         return {
             "backbone":          backbone,
             "res5":              res5,
-            "reid_head":         ReIDEmbeddingHead(cfg, ShapeSpec(channels=out_channels)),
+            "reid_head":         build_reid_head(cfg, ShapeSpec(channels=out_channels)),
             "reid_loss":         build_reid_loss(cfg),
             "pixel_mean":        cfg.MODEL.PIXEL_MEAN,
             "pixel_std":         cfg.MODEL.PIXEL_STD,
@@ -227,8 +230,8 @@ class CropClassifier(nn.Module):
                 ``gt_pids`` is needed in training (and read, if present, in inference).
 
         Returns:
-            dict[str, Tensor] in training (``loss_reid``); list[dict] with ``pred_embeds`` [M, D]
-            in inference.
+            dict[str, Tensor] in training (``loss_reid``, or the names the identity loss
+            returns); list[dict] with ``pred_embeds`` [M, D] in inference.
         """
         images = self.preprocess_image(batched_inputs)
         if not self.training:
@@ -240,17 +243,18 @@ class CropClassifier(nn.Module):
             # and the embedding head (SyncBN) and identity loss still called on an empty batch:
             # under torch.distributed they are collectives that every process must join
             zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-            head = self.roi_heads.reid_head
-            embeds = head(head.proj.weight.new_zeros((0, head.proj.in_features)))
+            channels = self.roi_heads.res5[-1].out_channels
+            embeds = self.roi_heads.reid_head(self.pixel_mean.new_zeros((0, channels)))
             loss, _ = self.roi_heads.reid_loss(embeds, labels)
-            return {"loss_reid": zero + loss * self.loss_weight}
+            losses = named_losses(loss, "loss_reid")
+            return {k: zero + v * self.loss_weight for k, v in losses.items()}
         embeds = self.embed_crops(images, boxes)
         loss, stats = self.roi_heads.reid_loss(embeds, labels)
         storage = get_event_storage()
-        if "accuracy" in stats:
-            storage.put_scalar("reid/accuracy", stats["accuracy"])
+        for k, v in stats.items():
+            storage.put_scalar(f"reid/{k}", v)
         storage.put_scalar("reid/num_crops", float(labels.numel()))
-        return {"loss_reid": loss * self.loss_weight}
+        return {k: v * self.loss_weight for k, v in named_losses(loss, "loss_reid").items()}
 
     def inference(
         self, batched_inputs: List[Dict[str, torch.Tensor]], images: Optional[ImageList] = None

@@ -1,5 +1,12 @@
 """Identity embedding head: pooled res5 feature -> L2-normalised embedding ("feat").
 
+Heads are looked up by ``MODEL.REID.HEAD_NAME`` in :data:`REID_HEAD_REGISTRY` (default
+``ReIDEmbeddingHead``), like Detectron2's ``ROI_BOX_HEAD_REGISTRY``. A registered head is called
+as ``cls(cfg, input_shape)`` (``input_shape.channels`` = C), maps [R, C] (or [R, C, H, W]) pooled
+features to [R, D] L2-normalised embeddings, must accept R = 0, and has an ``embed_dim``
+attribute (D). The ROI heads and the step-1 crop classifier build it under the same name
+(``roi_heads.reid_head``), so a step-1 checkpoint loads into the detector.
+
 Shape shorthand:
     R: number of boxes
     C: channels of the pooled res5 feature (2048 for R-50/101)
@@ -14,14 +21,43 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
+from detectron2.utils.registry import Registry
 
+from ..utils.registry import lookup
 from .batch_norm import SyncBatchNorm1d, batch_norm_running_stats
 
-__all__ = ["ReIDEmbeddingHead"]
+__all__ = ["REID_HEAD_REGISTRY", "ReIDEmbeddingHead", "build_reid_head"]
 
 logger = logging.getLogger(__name__)
 
+REID_HEAD_REGISTRY = Registry("REID_HEAD")
+REID_HEAD_REGISTRY.__doc__ = """
+Registry of identity embedding heads, selected by ``MODEL.REID.HEAD_NAME``. A registered object
+is called with ``(cfg, input_shape)`` and returns an ``nn.Module`` (see this module's docstring).
+"""
 
+
+def build_reid_head(cfg, input_shape: ShapeSpec) -> nn.Module:
+    """
+    Build the embedding head named by ``MODEL.REID.HEAD_NAME`` (case-insensitive).
+
+    Args:
+        cfg (CfgNode): a config with the IAN keys.
+        input_shape (ShapeSpec): shape of the pooled res5 feature (``channels`` = C).
+
+    Returns:
+        nn.Module: [R, C] -> [R, D], with an ``embed_dim`` attribute.
+    """
+    cls = lookup(
+        REID_HEAD_REGISTRY,
+        cfg.MODEL.REID.HEAD_NAME,
+        "MODEL.REID.HEAD_NAME",
+        "ian_d2.modeling.REID_HEAD_REGISTRY",
+    )
+    return cls(cfg, input_shape)
+
+
+@REID_HEAD_REGISTRY.register()
 class ReIDEmbeddingHead(nn.Module):
     """
     Optional dropout, linear C -> D, optional BatchNorm1d, then L2 normalisation.

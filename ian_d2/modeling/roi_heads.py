@@ -29,8 +29,9 @@ from .losses import (
     UNLABELED_PID,
     build_center_loss,
     build_reid_loss,
+    named_losses,
 )
-from .reid_head import ReIDEmbeddingHead
+from .reid_head import build_reid_head
 
 __all__ = ["PersonSearchROIHeads", "GT_INDEX_FIELD"]
 
@@ -49,10 +50,12 @@ class PersonSearchROIHeads(Res5ROIHeads):
     """
     C4 ROI heads for person search: res5 on ROIAlign-pooled res4 features, mean pooling, then
     (a) the person/background classifier and class-agnostic box regression of
-    :class:`Res5ROIHeads` and (b) a sibling :class:`ReIDEmbeddingHead` that gives every box an
+    :class:`Res5ROIHeads` and (b) a sibling embedding head (``MODEL.REID.HEAD_NAME`` in
+    ``REID_HEAD_REGISTRY``, default :class:`ReIDEmbeddingHead`) that gives every box an
     L2-normalised embedding.
 
-    Training losses: ``loss_cls``, ``loss_box_reg`` (Fast R-CNN), ``loss_reid`` (RSS or OIM over
+    Training losses: ``loss_cls``, ``loss_box_reg`` (Fast R-CNN), ``loss_reid`` (the identity loss
+    of ``MODEL.REID.LOSS_TYPE`` in ``REID_LOSS_REGISTRY``: RSS or OIM, over
     every sampled box of a labeled identity: the proposals matched to it and its ground-truth box;
     background boxes too for RSS) and ``loss_center`` (center loss over the ground-truth boxes of
     labeled identities, or all positive labeled boxes).
@@ -85,12 +88,16 @@ class PersonSearchROIHeads(Res5ROIHeads):
     ):
         """
         Args:
-            reid_head (nn.Module): pooled res5 feature [R, C] -> embedding [R, D].
-            reid_loss (nn.Module): identity loss, ``(feats, labels) -> (loss, stats)``.
-            center_loss (nn.Module or None): center loss with the same interface; None disables.
+            reid_head (nn.Module): pooled res5 feature [R, C] -> embedding [R, D], with an
+                ``embed_dim`` attribute (D); from ``REID_HEAD_REGISTRY`` with a config.
+            reid_loss (nn.Module): identity loss, ``(feats, labels) -> (loss, stats)``; from
+                ``REID_LOSS_REGISTRY`` (``MODEL.REID.LOSS_TYPE``) with a config.
+            center_loss (nn.Module or None): center loss with the same interface, from
+                ``CENTER_LOSS_REGISTRY`` (``MODEL.CENTER_LOSS.NAME``); None disables.
             center_loss_input (str): "gt" or "all_pos", which labeled boxes feed the center loss.
             keep_all_gt (bool): add back ground-truth boxes dropped by the proposal sampler.
-            loss_weight (dict[str, float]): weights of ``loss_reid`` and ``loss_center``.
+            loss_weight (dict[str, float]): weights of the identity loss (key ``loss_reid``) and
+                of the center loss (key ``loss_center``), applied to every ``loss_*`` they return.
             kwargs: arguments of :class:`Res5ROIHeads`.
         """
         super().__init__(**kwargs)
@@ -116,7 +123,7 @@ class PersonSearchROIHeads(Res5ROIHeads):
         # Channels of the res5 output, as computed by Res5ROIHeads._build_res5_block.
         res5_channels = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8
         # fmt: off
-        ret["reid_head"]         = ReIDEmbeddingHead(cfg, ShapeSpec(channels=res5_channels))
+        ret["reid_head"]         = build_reid_head(cfg, ShapeSpec(channels=res5_channels))
         ret["reid_loss"]         = build_reid_loss(cfg)
         ret["center_loss"]       = build_center_loss(cfg)
         ret["center_loss_input"] = cfg.MODEL.CENTER_LOSS.INPUT
@@ -252,26 +259,33 @@ class PersonSearchROIHeads(Res5ROIHeads):
             proposals (list[Instances]): the sampled proposals.
 
         Returns:
-            dict[str, Tensor]: ``loss_reid`` and, if enabled, ``loss_center`` (weighted).
+            dict[str, Tensor]: ``loss_reid`` and, if enabled, ``loss_center`` (weighted), or the
+            ``loss_*`` names that the configured losses return (see
+            :mod:`ian_d2.modeling.losses.build`). Every ``stats`` entry of the losses is logged
+            as ``reid/<name>``.
         """
         labels, is_gt = self._identity_labels(proposals)
         storage = get_event_storage()
-        losses = {}
         loss_reid, stats = self.reid_loss(embeds, labels)
-        losses["loss_reid"] = loss_reid
-        if "accuracy" in stats:
-            storage.put_scalar("reid/accuracy", stats["accuracy"])
+        w = self.loss_weight.get("loss_reid", 1.0)
+        losses = {k: v * w for k, v in named_losses(loss_reid, "loss_reid").items()}
+        for k, v in stats.items():
+            storage.put_scalar(f"reid/{k}", v)
         storage.put_scalar("reid/num_labeled_boxes", float((labels >= 0).sum()))
         if self.center_loss is not None:
             center_labels = labels.clone()
             if self.center_loss_input == "gt":
                 center_labels[~is_gt] = IGNORE_PID
             loss_center, stats = self.center_loss(embeds, center_labels)
-            losses["loss_center"] = loss_center
-            if "center_dist" in stats:
-                storage.put_scalar("reid/center_dist", stats["center_dist"])
+            w = self.loss_weight.get("loss_center", 1.0)
+            for k, v in named_losses(loss_center, "loss_center").items():
+                if k in losses:
+                    raise ValueError(f"The identity and center losses both return '{k}'")
+                losses[k] = v * w
+            for k, v in stats.items():
+                storage.put_scalar(f"reid/{k}", v)
             storage.put_scalar("reid/num_center_boxes", float((center_labels >= 0).sum()))
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+        return losses
 
     # ------------------------------------------------------------------------------------------ #
     # Forward
@@ -315,7 +329,11 @@ class PersonSearchROIHeads(Res5ROIHeads):
         if self.training:
             del features
             losses = self.box_predictor.losses(predictions, proposals)
-            losses.update(self._reid_losses(embeds, proposals))
+            reid_losses = self._reid_losses(embeds, proposals)
+            clash = set(losses) & set(reid_losses)
+            if clash:
+                raise ValueError(f"Identity/center loss names clash with the box losses: {clash}")
+            losses.update(reid_losses)
             return [], losses
 
         boxes = self.box_predictor.predict_boxes(predictions, proposals)

@@ -6,8 +6,21 @@ Label convention shared by every loss in this package (one label per box, int64)
 - ``UNLABELED_PID`` (-1): a person without an identity label;
 - ``BACKGROUND_PID`` (-2): a background proposal;
 - ``IGNORE_PID`` (-3): a box that no identity loss may use (matcher "ignore" label).
+
+Losses are chosen by name from two registries (see :mod:`.build` for the interface a registered
+loss implements): :data:`REID_LOSS_REGISTRY` (``MODEL.REID.LOSS_TYPE``: "RSS" =
+:class:`RandomSamplingSoftmaxLoss`, "OIM" = :class:`OIMLoss`, or any registered name) and
+:data:`CENTER_LOSS_REGISTRY` (``MODEL.CENTER_LOSS.NAME``, default :class:`CenterLoss`).
 """
 
+from .build import (
+    CENTER_LOSS_REGISTRY,
+    REID_LOSS_ALIASES,
+    REID_LOSS_REGISTRY,
+    build_center_loss,
+    build_reid_loss,
+    named_losses,
+)
 from .constants import BACKGROUND_PID, IGNORE_PID, UNLABELED_PID
 from .center import CenterLoss
 from .oim import OIMLoss
@@ -20,39 +33,10 @@ __all__ = [
     "CenterLoss",
     "OIMLoss",
     "RandomSamplingSoftmaxLoss",
+    "CENTER_LOSS_REGISTRY",
+    "REID_LOSS_ALIASES",
+    "REID_LOSS_REGISTRY",
     "build_reid_loss",
     "build_center_loss",
+    "named_losses",
 ]
-
-
-def build_reid_loss(cfg):
-    """
-    Build the identity loss named by ``MODEL.REID.LOSS_TYPE``.
-
-    Args:
-        cfg (CfgNode): a config with the IAN keys.
-
-    Returns:
-        nn.Module: :class:`RandomSamplingSoftmaxLoss` or :class:`OIMLoss`.
-    """
-    loss_type = cfg.MODEL.REID.LOSS_TYPE.upper()
-    if loss_type == "RSS":
-        return RandomSamplingSoftmaxLoss(cfg)
-    if loss_type == "OIM":
-        return OIMLoss(cfg)
-    raise ValueError(f"Unknown MODEL.REID.LOSS_TYPE: {cfg.MODEL.REID.LOSS_TYPE}")
-
-
-def build_center_loss(cfg):
-    """
-    Build the center loss, or return None when ``MODEL.CENTER_LOSS.WEIGHT`` is 0.
-
-    Args:
-        cfg (CfgNode): a config with the IAN keys.
-
-    Returns:
-        CenterLoss or None
-    """
-    if cfg.MODEL.CENTER_LOSS.WEIGHT <= 0:
-        return None
-    return CenterLoss(cfg)

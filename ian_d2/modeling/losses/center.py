@@ -17,11 +17,14 @@ from detectron2.config import configurable
 from ...config import resolve_num_pids
 from ...utils.comm import all_gather_rows
 
+from .build import CENTER_LOSS_REGISTRY
+
 __all__ = ["CenterLoss"]
 
 logger = logging.getLogger(__name__)
 
 
+@CENTER_LOSS_REGISTRY.register()
 class CenterLoss(nn.Module):
     """
     L_c = 1/2 * sum_i ||x_i - c_{y_i}||^2 / max(n, 1), over the n boxes with a label y_i >= 0.

@@ -19,6 +19,7 @@ from detectron2.config import configurable
 
 from ...config import resolve_num_pids
 from ...utils.comm import all_gather_rows
+from .build import REID_LOSS_REGISTRY
 from .constants import UNLABELED_PID
 
 __all__ = ["OIMLoss"]
@@ -26,6 +27,7 @@ __all__ = ["OIMLoss"]
 logger = logging.getLogger(__name__)
 
 
+@REID_LOSS_REGISTRY.register()
 class OIMLoss(nn.Module):
     """
     Softmax over the cosine similarities (times ``scalar``) between each labeled box's embedding

@@ -18,6 +18,7 @@ from detectron2.config import configurable
 
 from ...config import resolve_num_pids
 from ...utils.comm import all_gather_rows, broadcast_from_main, is_distributed
+from .build import REID_LOSS_REGISTRY
 from .constants import BACKGROUND_PID
 
 __all__ = ["RandomSamplingSoftmaxLoss"]
@@ -25,6 +26,7 @@ __all__ = ["RandomSamplingSoftmaxLoss"]
 logger = logging.getLogger(__name__)
 
 
+@REID_LOSS_REGISTRY.register()
 class RandomSamplingSoftmaxLoss(nn.Module):
     """
     Softmax cross-entropy over L labeled identities + 1 background class, where each mini-batch
