@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from .coco_person_search import COCO_FAMILY, coco_train_pid_map
 from .cuhk_sysu import (
     cuhk_sysu_num_train_pids,
     load_cuhk_sysu_gallery,
@@ -150,7 +151,8 @@ def get_num_train_pids(dataset_name: str) -> int:
     """Number of train identities of a registered person-search train split.
 
     Read from the annotation files the first time (CUHK-SYSU: Train.mat; PRW: the labeled ids
-    of the train frames) and cached in the split's metadata as ``num_train_pids``.
+    of the train frames; COCO person search: the labeled ids of the JSON) and cached in the
+    split's metadata as ``num_train_pids``.
     """
     meta = MetadataCatalog.get(dataset_name)
     if hasattr(meta, "num_train_pids"):
@@ -161,6 +163,14 @@ def get_num_train_pids(dataset_name: str) -> int:
         meta.set(num_train_pids=n)
     elif family == "prw":
         pid_map = prw_train_pid_map(meta.dataset_root)
+        meta.set(num_train_pids=len(pid_map), pid_map=pid_map)
+    elif family == COCO_FAMILY:
+        if meta.get("split", None) != "train":
+            raise ValueError(
+                f"'{dataset_name}' is a COCO person-search {meta.get('split', None)} split; "
+                "the number of train identities comes from a split registered as 'train'"
+            )
+        pid_map = coco_train_pid_map(meta.json_file, meta.image_root)
         meta.set(num_train_pids=len(pid_map), pid_map=pid_map)
     else:
         raise KeyError(
