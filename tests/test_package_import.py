@@ -1,0 +1,69 @@
+"""Importing ian_d2 installs no process-wide warning filter (each check in a fresh interpreter)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import unittest
+
+# Every module that `import ian_d2` loads, other than ian_d2's own.
+_LIST_DEPENDENCIES = textwrap.dedent("""
+    import json, sys
+    before = set(sys.modules)
+    import ian_d2
+    print(json.dumps([m for m in sys.modules if m not in before and m.split(".")[0] != "ian_d2"]))
+    """)
+
+# Third-party packages install filters of their own when first imported (numpy, scipy.sparse,
+# ...): those are imported first, then the filters are compared around `import ian_d2`.
+_ONLY_IAN_D2 = textwrap.dedent("""
+    import importlib, json, sys, warnings
+    for name in json.loads(sys.argv[1]):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+    before = [repr(f) for f in warnings.filters]
+    import ian_d2
+    print(json.dumps({"before": before, "after": [repr(f) for f in warnings.filters]}))
+    """)
+
+# Every warning shown during a fresh `import ian_d2`, and the filters left afterwards.
+_FRESH = textwrap.dedent("""
+    import json, warnings
+    shown = []
+    warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))
+    warnings.simplefilter("always")
+    import ian_d2
+    print(json.dumps({
+        "filters": [repr(f) for f in warnings.filters],
+        "jit_warnings": sum("torch.jit.script" in m for m in shown),
+    }))
+    """)
+
+
+def _run(script, *args):
+    """Runs ``script`` in a fresh interpreter; returns the JSON its last line prints."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"the subprocess failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class TestImportWarnings(unittest.TestCase):
+    def test_import_leaves_filters_unchanged(self):
+        dependencies = _run(_LIST_DEPENDENCIES)
+        self.assertIn("detectron2.modeling", dependencies)
+        res = _run(_ONLY_IAN_D2, json.dumps(dependencies))
+        self.assertEqual(res["after"], res["before"])
+
+    def test_detectron2_jit_warning_silenced_during_import_only(self):
+        res = _run(_FRESH)
+        self.assertEqual(res["jit_warnings"], 0)
+        self.assertFalse([f for f in res["filters"] if "torch.jit.script" in f], res["filters"])
+
+
+if __name__ == "__main__":
+    unittest.main()
