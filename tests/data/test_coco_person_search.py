@@ -763,5 +763,42 @@ class TestPrwRoundTrip(_RoundTrip, unittest.TestCase):
         )
 
 
+class TestTrainNet(unittest.TestCase):
+    """train_net.py, unchanged, trains on a COCO person-search set registered by a dataset list;
+    MODEL.REID.NUM_PIDS comes from its metadata."""
+
+    def test_two_iterations(self):
+        from repo_scripts import QUICK_CONFIG, load_script
+
+        with tempfile.TemporaryDirectory() as tmp:
+            root, out = os.path.join(tmp, "prw"), os.path.join(tmp, "coco")
+            generate_prw(root, size="tiny", seed=0)
+            assert convert_main(["prw", root, out, "--name", "_tn_coco"]) == 0
+            names = register_coco_dataset_list(os.path.join(out, "datasets.json"))
+            try:
+                train_net = load_script("train_net.py", "train_net")
+                run = os.path.join(tmp, "run")
+                args = train_net.default_argument_parser().parse_args(
+                    ["--config-file", QUICK_CONFIG, "OUTPUT_DIR", run,
+                     "DATASETS.TRAIN", "('_tn_coco_train',)", "DATASETS.TEST", "()",
+                     "MODEL.REID.NUM_PIDS", "0", "SOLVER.MAX_ITER", "2",
+                     "INPUT.MIN_SIZE_TRAIN", "(96,)", "INPUT.MAX_SIZE_TRAIN", "128",
+                     "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64",
+                     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
+                     "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "0"]
+                )  # fmt: skip
+                train_net.main(args)
+                self.assertTrue(os.path.isfile(os.path.join(run, "model_final.pth")))
+                with open(os.path.join(run, "config.yaml")) as f:
+                    saved = f.read()
+                n = get_num_train_pids("_tn_coco_train")
+                self.assertGreater(n, 0)
+                self.assertIn(f"NUM_PIDS: {n}", saved)
+            finally:
+                for name in names:
+                    DatasetCatalog.remove(name)
+                    MetadataCatalog.remove(name)
+
+
 if __name__ == "__main__":
     unittest.main()
