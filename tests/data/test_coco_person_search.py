@@ -341,6 +341,20 @@ class TestProtocols(_TmpCase):
         res = search_results(protos, fake_predictions(gallery, queries), table)
         self.assertEqual(res["search"]["n_skipped"], 1)  # the query without a match is skipped
 
+    def test_without_images_given_their_sizes(self):
+        path = self.write_small()
+        proto = self.explicit_protocol()
+        gallery, queries, _ = load_person_search_coco_test(path, self.tmp, proto)
+        sizes = {r["image_id"]: (r["height"], r["width"]) for r in gallery}
+        for r in gallery:
+            os.remove(r["file_name"])
+        with self.assertRaisesRegex(FileNotFoundError, "6 listed image"):
+            load_person_search_coco_test(path, self.tmp, proto)
+        again = load_person_search_coco_test(path, None, proto, image_sizes=sizes)
+        strip = lambda recs: [dict(r, file_name=None) for r in recs]  # noqa: E731
+        self.assertEqual(strip(again[0]), strip(gallery))
+        self.assertEqual(strip(again[1]), strip(queries))
+
     def test_query_without_match_is_reported(self):
         path = self.write_small()
         gallery, queries, used = load_person_search_coco_test(
@@ -719,6 +733,29 @@ class _RoundTrip:
             for n in names:
                 DatasetCatalog.remove(n)
                 MetadataCatalog.remove(n)
+
+
+class TestConvertCli(unittest.TestCase):
+    def test_missing_root_is_an_error_naming_it(self):
+        import contextlib
+        import io
+
+        with tempfile.TemporaryDirectory() as tmp:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                rc = convert_main(["prw", os.path.join(tmp, "nope"), os.path.join(tmp, "out")])
+        self.assertEqual(rc, 1)
+        self.assertIn(os.path.join(tmp, "nope"), err.getvalue())
+
+    def test_images_none_points_to_the_original_folder(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            root, out = os.path.join(tmp, "prw"), os.path.join(tmp, "out")
+            generate_prw(root, size="tiny", seed=1)
+            self.assertEqual(convert_main(["prw", root, out, "--images", "none"]), 0)
+            self.assertFalse(os.path.lexists(os.path.join(out, "images")))
+            with open(os.path.join(out, "datasets.json")) as f:
+                lst = json.load(f)
+            self.assertEqual(lst["prw_coco_test"]["image_root"], os.path.join(root, "frames"))
 
 
 class TestCuhkSysuRoundTrip(_RoundTrip, unittest.TestCase):
