@@ -17,7 +17,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ian_d2.evaluation.search_metrics import (
+from ian_d2.evaluation import (
     GalleryTable,
     SearchGalleries,
     add_pool_negatives,

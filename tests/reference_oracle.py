@@ -1,29 +1,33 @@
-"""Deliberately plain reference implementations of the search and detection rules.
+"""Test oracle: deliberately plain implementations of the search and detection rules.
 
-One Python loop per query and per gallery entry, with the ranking done by explicit sorting, as in
-the public OIM/SeqNet evaluation code (minus its crashes and order-dependent tie breaking).
-Used only by the tests, as the oracle for the vectorised code in :mod:`.search_metrics` and
-:mod:`.detection_metrics`. Far too slow for real use. It shares only the similarity definition
-(:func:`.search_metrics.quantize_embeddings`) with the code under test.
+One Python loop per query, per gallery entry and per detection, with the ranking done by explicit
+sorting, as in the public OIM/SeqNet evaluation code (minus its crashes and order-dependent tie
+breaking). It takes plain arrays and imports nothing from ``ian_d2``: no helper, container or
+similarity definition is shared with the code it checks. Far too slow for real use.
+
+Similarity: each embedding is L2-normalised on its own in float64 and a similarity is one
+``np.dot`` of two unit vectors (the same call for every pair, so identical embeddings tie).
 """
 
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .search_metrics import GalleryTable, SearchGalleries, quantize_embeddings
-
 __all__ = ["reference_average_precision", "reference_search", "reference_detection"]
 
 
 def _iou(a, b) -> float:
-    """IoU of two XYXY boxes on continuous coordinates (same operation order as the fast code)."""
+    """IoU of two XYXY boxes on continuous coordinates."""
     iw = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
     ih = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
     inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
-    union = union - inter
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def _unit(v) -> np.ndarray:
+    v = np.array(v, dtype=np.float64)
+    return v / np.sqrt(np.dot(v, v))
 
 
 def reference_average_precision(y_true: Sequence[bool], y_score: Sequence[float]) -> float:
@@ -49,48 +53,66 @@ def reference_average_precision(y_true: Sequence[bool], y_score: Sequence[float]
 
 
 def reference_search(
-    query_embeddings: np.ndarray,
-    table: GalleryTable,
-    galleries: SearchGalleries,
+    query_embeddings,
+    det_boxes,
+    det_scores,
+    det_embeddings,
+    det_offsets,
+    gallery_images,
+    positives,
     det_thresh: float = 0.5,
     duplicates: str = "first",
     topk: Sequence[int] = (1, 5, 10),
 ) -> Dict[str, np.ndarray]:
-    """Plain per-query loop of the search rules (see PROTOCOLS.md).
+    """Plain per-query loop of the search rules (``docs/protocols.md``).
+
+    Args:
+        query_embeddings: [Q, E].
+        det_boxes, det_scores, det_embeddings: [D, 4], [D], [D, E] detections of all images.
+        det_offsets: [G + 1]: image i owns detections det_offsets[i]:det_offsets[i + 1].
+        gallery_images: [Q, N] image of every gallery entry, -1 = no entry.
+        positives: {(query, column): GT box} of the entries that show the query person.
+        det_thresh: detections with score >= det_thresh (in the scores' dtype) are ranked.
+        duplicates: "first" (an image listed twice is evaluated once, with its first entry's
+            box; every positive entry counts in count_gt) or "per_entry".
 
     Returns:
         dict with "ap" [Q] (NaN where count_gt == 0), "hits" [Q, K] bool, "count_gt" [Q],
         "count_tp" [Q].
     """
-    qq = quantize_embeddings(query_embeddings).astype(np.float64)
-    gq = quantize_embeddings(table.embeddings).astype(np.float64)  # row-wise, batch-independent
-    thresh = np.asarray(det_thresh, dtype=table.scores.dtype)
-    num_q = galleries.num_queries
+    scores = np.asarray(det_scores)
+    thresh = np.asarray(det_thresh, dtype=scores.dtype)
+    units: Dict[int, np.ndarray] = {}
+    num_q = len(query_embeddings)
     aps = np.full(num_q, np.nan)
     hits = np.zeros((num_q, len(topk)), bool)
     count_gt = np.zeros(num_q, np.int64)
     count_tp = np.zeros(num_q, np.int64)
     for q in range(num_q):
-        images, gt_boxes = galleries.entries(q)
+        query = _unit(query_embeddings[q])
         y_true: List[bool] = []
         y_score: List[float] = []
         seen = set()
-        for img, gt in zip(images.tolist(), gt_boxes):
-            positive = not np.isnan(gt).any()
-            if positive:
+        for col, img in enumerate(np.asarray(gallery_images[q]).tolist()):
+            if img < 0:
+                continue
+            gt = positives.get((q, col))
+            if gt is not None:
                 count_gt[q] += 1
             if duplicates == "first":
                 if img in seen:
                     continue
                 seen.add(img)
             sims, boxes = [], []
-            for d in range(table.offsets[img], table.offsets[img + 1]):
-                if table.scores[d] >= thresh:
-                    sims.append(float(np.dot(gq[d], qq[q])) * 2.0**-46)
-                    boxes.append(table.boxes[d].tolist())
+            for d in range(int(det_offsets[img]), int(det_offsets[img + 1])):
+                if scores[d] >= thresh:
+                    if d not in units:
+                        units[d] = _unit(det_embeddings[d])
+                    sims.append(float(np.dot(units[d], query)))
+                    boxes.append([float(v) for v in det_boxes[d]])
             labels = [False] * len(sims)
-            if positive:
-                gt = gt.tolist()
+            if gt is not None:
+                gt = [float(v) for v in gt]
                 w, h = gt[2] - gt[0], gt[3] - gt[1]
                 iou_thresh = min(0.5, (w * h) / ((w + 10.0) * (h + 10.0)))
                 # the most similar detection over the threshold is the single true positive
@@ -119,26 +141,36 @@ def reference_detection(
     det_scores: Sequence[np.ndarray],
     gt_boxes: Sequence[np.ndarray],
     gt_labeled: Optional[Sequence[np.ndarray]] = None,
+    labeled_only: bool = False,
     iou_thresh: float = 0.5,
     score_thresh: float = 0.01,
 ) -> Dict[str, float]:
     """Plain loops of the mutual-best detection rules (SeqNet's ``eval_detection``, fixed for
     images without GT or without detections).
 
+    ``labeled_only`` is SeqNet's ``labeled_only=True``: the unlabeled GT boxes are deleted
+    first, and an image left without GT is skipped with its detections.
+
     Returns:
-        dict with "ap", "recall", "labeled_recall" (NaN without mask), "n_tp", "n_gt".
+        dict with "ap", "recall", "labeled_recall" (NaN without mask or with labeled_only),
+        "n_tp", "n_gt".
     """
     y_true: List[bool] = []
     y_score: List[float] = []
     n_tp = n_gt = n_lab = n_lab_tp = 0
     for i in range(len(gt_boxes)):
         scores = np.asarray(det_scores[i])
+        gts = np.asarray(gt_boxes[i], np.float64).reshape(-1, 4).tolist()
+        lab = [True] * len(gts) if gt_labeled is None else list(np.asarray(gt_labeled[i], bool))
+        if labeled_only:
+            gts = [g for g, keep in zip(gts, lab) if keep]
+            if not gts:
+                continue
+            lab = [True] * len(gts)
         keep = [
             j for j in range(len(scores)) if scores[j] >= np.asarray(score_thresh, scores.dtype)
         ]
         dets = [np.asarray(det_boxes[i], np.float64)[j].tolist() for j in keep]
-        gts = np.asarray(gt_boxes[i], np.float64).reshape(-1, 4).tolist()
-        lab = [True] * len(gts) if gt_labeled is None else list(np.asarray(gt_labeled[i], bool))
         ious = [[_iou(g, d) for d in dets] for g in gts]
         tp_det = [False] * len(dets)
         for gi in range(len(gts)):
@@ -158,12 +190,11 @@ def reference_detection(
         y_score.extend(float(scores[j]) for j in keep)
     recall = n_tp / n_gt if n_gt else 0.0
     ap = reference_average_precision(y_true, y_score) * recall if n_tp else 0.0
+    with_mask = gt_labeled is not None and not labeled_only
     return {
         "ap": ap,
         "recall": recall,
-        "labeled_recall": (
-            (n_lab_tp / n_lab if n_lab else 0.0) if gt_labeled is not None else np.nan
-        ),
+        "labeled_recall": (n_lab_tp / n_lab if n_lab else 0.0) if with_mask else np.nan,
         "n_tp": n_tp,
         "n_gt": n_gt,
     }

@@ -1,62 +1,64 @@
 """Person-search evaluation: search scoring (mAP / top-k), detection AP / recall, the
-Detectron2 evaluator, saved predictions and their re-scoring."""
+Detectron2 evaluator, saved predictions and their re-scoring.
 
-from .config import EvalOptions, add_person_search_eval_config
-from .detection_metrics import (
-    DetectionResult,
-    average_precision,
-    box_iou,
-    evaluate_detections,
-    mutual_best_matches,
-)
-from .evaluator import PersonSearchEvaluator, evaluate_person_search
-from .predictions import (
-    PREDICTIONS_FILE,
-    PersonSearchPredictions,
-    load_predictions,
-    save_predictions,
-)
-from .protocols import SearchProtocol, cuhk_sysu_protocols, prw_protocols
-from .search_metrics import (
-    DUPLICATE_MODES,
-    GalleryTable,
-    SearchGalleries,
-    SearchResult,
-    add_pool_negatives,
-    build_prw_galleries,
-    evaluate_search,
-    paired_iou,
-    quantize_embeddings,
-    similarity,
-    small_box_iou_threshold,
-)
+Modules, in reading order: :mod:`.structures` (containers), :mod:`.search_metrics` (the scoring
+kernel), :mod:`.detection_metrics`, :mod:`.predictions` (the saved-predictions file),
+:mod:`.protocols` (protocol and gallery builders), :mod:`.options` and :mod:`.scoring` (the
+driver), then :mod:`.evaluator` (Detectron2's ``DatasetEvaluator``) and :mod:`.rescore` (CLI).
+Only the evaluator and :mod:`.config` import torch / Detectron2; the names below load their
+module on first use, so that ``python -m ian_d2.evaluation.rescore`` starts without torch.
+"""
 
-__all__ = [
-    "DUPLICATE_MODES",
-    "DetectionResult",
-    "EvalOptions",
-    "GalleryTable",
-    "PREDICTIONS_FILE",
-    "PersonSearchEvaluator",
-    "PersonSearchPredictions",
-    "SearchGalleries",
-    "SearchProtocol",
-    "SearchResult",
-    "add_person_search_eval_config",
-    "add_pool_negatives",
-    "average_precision",
-    "box_iou",
-    "build_prw_galleries",
-    "cuhk_sysu_protocols",
-    "evaluate_detections",
-    "evaluate_person_search",
-    "evaluate_search",
-    "load_predictions",
-    "mutual_best_matches",
-    "paired_iou",
-    "prw_protocols",
-    "quantize_embeddings",
-    "save_predictions",
-    "similarity",
-    "small_box_iou_threshold",
-]
+import importlib
+
+_EXPORTS = {
+    "structures": ("GalleryTable", "SearchGalleries", "SearchResult"),
+    "search_metrics": (
+        "DUPLICATE_MODES",
+        "evaluate_search",
+        "normalize_embeddings",
+        "paired_iou",
+        "similarity",
+        "small_box_iou_threshold",
+    ),
+    "detection_metrics": (
+        "DetectionResult",
+        "average_precision",
+        "box_iou",
+        "evaluate_detections",
+        "mutual_best_matches",
+    ),
+    "predictions": (
+        "PREDICTIONS_FILE",
+        "PersonSearchPredictions",
+        "load_predictions",
+        "save_predictions",
+    ),
+    "protocols": (
+        "SearchProtocol",
+        "add_pool_negatives",
+        "build_prw_galleries",
+        "cuhk_sysu_protocols",
+        "prw_protocols",
+    ),
+    "options": ("DET_LABELED_MODES", "EvalOptions"),
+    "scoring": ("evaluate_person_search",),
+    "config": ("add_person_search_eval_config",),
+    "evaluator": ("PersonSearchEvaluator",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,84 +1,12 @@
 """Config keys of the person-search evaluation (``cfg.TEST.PERSON_SEARCH``).
 
-:func:`add_person_search_eval_config` adds the keys; :class:`EvalOptions` is the plain-Python
-form that the evaluator and the rescore CLI share (one place for the defaults).
+:func:`add_person_search_eval_config` adds the keys; :class:`~.options.EvalOptions` is the
+plain-Python form that the evaluator and the rescore CLI share.
 """
-
-import logging
-from dataclasses import dataclass, field, replace
-from typing import Optional, Tuple
 
 from detectron2.config import CfgNode as CN
 
-from .search_metrics import DUPLICATE_MODES
-
-__all__ = ["add_person_search_eval_config", "EvalOptions"]
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """Settings of a person-search evaluation (see ``docs/PROTOCOLS.md``).
-
-    Attributes:
-        det_thresh: gallery detections with ``score >= det_thresh`` enter the search ranking.
-        det_eval_thresh: detections with ``score >= det_eval_thresh`` enter detection AP/recall.
-        gallery_sizes: CUHK-SYSU gallery sizes to report; empty = every TestG{N}.mat present.
-        full_pool: CUHK-SYSU: also report the full-pool gallery (gallery size -1).
-        subsets: CUHK-SYSU: also report the occlusion / resolution query subsets when present.
-        multi_view: PRW: also report the multi-view protocol (other cameras only).
-        all_camera: PRW: report the all-camera protocol (the SeqNet/COAT default).
-        duplicates: "first" (reference behaviour) or "per_entry" for duplicate gallery entries.
-        save_predictions: write the predictions file to the output directory.
-        embed_dim: expected embedding dimension (None: whatever the predictions have).
-    """
-
-    det_thresh: float = 0.5
-    det_eval_thresh: float = 0.01
-    gallery_sizes: Tuple[int, ...] = field(default_factory=tuple)
-    full_pool: bool = True
-    subsets: bool = True
-    multi_view: bool = True
-    all_camera: bool = True
-    duplicates: str = "first"
-    save_predictions: bool = True
-    embed_dim: Optional[int] = None
-
-    def __post_init__(self):
-        if self.duplicates not in DUPLICATE_MODES:
-            raise ValueError(
-                f"duplicates must be one of {DUPLICATE_MODES}, not {self.duplicates!r}"
-            )
-
-    @classmethod
-    def from_cfg(cls, cfg=None, **overrides) -> "EvalOptions":
-        """Options from ``cfg.TEST.PERSON_SEARCH`` (defaults where absent), then ``overrides``.
-
-        Args:
-            cfg: a Detectron2 CfgNode or None. ``cfg.MODEL.REID.EMBED_DIM`` sets ``embed_dim``.
-            overrides: field values; None values are ignored.
-        """
-        opts = cls()
-        node = None
-        if cfg is not None:
-            node = cfg.TEST.get("PERSON_SEARCH", None) if "TEST" in cfg else None
-            reid = cfg.MODEL.get("REID", None) if "MODEL" in cfg else None
-            if reid is not None and reid.get("EMBED_DIM", None):
-                opts = replace(opts, embed_dim=int(reid.EMBED_DIM))
-        if node is not None:
-            opts = replace(
-                opts,
-                det_thresh=float(node.DET_THRESH),
-                det_eval_thresh=float(node.DET_EVAL_THRESH),
-                gallery_sizes=tuple(int(s) for s in node.GALLERY_SIZES),
-                full_pool=bool(node.FULL_POOL),
-                multi_view=bool(node.MULTI_VIEW),
-                duplicates=str(node.DUPLICATES),
-                save_predictions=bool(node.SAVE_PREDICTIONS),
-            )
-        opts = replace(opts, **{k: v for k, v in overrides.items() if v is not None})
-        return replace(opts, gallery_sizes=tuple(int(s) for s in opts.gallery_sizes))
+__all__ = ["add_person_search_eval_config"]
 
 
 def add_person_search_eval_config(cfg) -> None:
@@ -107,5 +35,9 @@ def add_person_search_eval_config(cfg) -> None:
     _C.TEST.PERSON_SEARCH.MULTI_VIEW = True
     # Duplicate gallery entries of a query: "first" (reference) or "per_entry".
     _C.TEST.PERSON_SEARCH.DUPLICATES = "first"
+    # "detection_labeled" (detection of the labeled persons): "reference" = SeqNet's
+    # labeled_only=True (unlabeled GT removed before matching; AP and recall), or "all_gt"
+    # (matched against every GT box, recall counted over the labeled ones).
+    _C.TEST.PERSON_SEARCH.DET_LABELED = "reference"
     # Write OUTPUT_DIR/inference/<dataset>/person_search_predictions.npz (for the rescore CLI).
     _C.TEST.PERSON_SEARCH.SAVE_PREDICTIONS = True

@@ -1,4 +1,4 @@
-"""Detection AP and recall on gallery images with mutual-best matching (PROTOCOLS.md).
+"""Detection AP and recall on gallery images with mutual-best matching (``docs/protocols.md``).
 
 A (detection, GT) pair is a true positive when IoU >= ``iou_thresh``, the GT is the detection's
 highest-IoU GT AND the detection is that GT's highest-IoU detection (first index on exact IoU
@@ -117,6 +117,9 @@ class DetectionResult:
         n_images, n_detections (kept), n_gt, n_tp, n_labeled, n_labeled_tp: counts.
         score_thresh: detections kept with ``score >= score_thresh``.
         iou_thresh: IoU needed for a match.
+        labeled_only: unlabeled GT was removed before matching (and images without a labeled
+            person skipped), as SeqNet's ``labeled_only=True``.
+        n_skipped_images: images skipped for having no labeled person (``labeled_only``).
     """
 
     ap: float
@@ -130,6 +133,8 @@ class DetectionResult:
     n_labeled_tp: int
     score_thresh: float
     iou_thresh: float
+    labeled_only: bool = False
+    n_skipped_images: int = 0
 
     def metrics(self) -> Dict[str, float]:
         """{"AP", "recall"[, "labeled_recall"]} on a 0-100 scale (floats only)."""
@@ -140,13 +145,16 @@ class DetectionResult:
 
     def settings(self) -> Dict[str, float]:
         """Thresholds and counts used."""
-        return {
+        out = {
             "score_thresh": float(self.score_thresh),
             "iou_thresh": float(self.iou_thresh),
             "n_images": self.n_images,
             "n_detections": self.n_detections,
             "n_gt": self.n_gt,
         }
+        if self.labeled_only:
+            out["n_skipped_images"] = self.n_skipped_images
+        return out
 
 
 def evaluate_detections(
@@ -155,6 +163,7 @@ def evaluate_detections(
     gt_boxes: Sequence[np.ndarray],
     *,
     gt_labeled: Optional[Sequence[np.ndarray]] = None,
+    labeled_only: bool = False,
     score_thresh: float = 0.01,
     iou_thresh: float = 0.5,
 ) -> DetectionResult:
@@ -164,8 +173,14 @@ def evaluate_detections(
         det_boxes: per image, [M_i, 4] XYXY detections.
         det_scores: per image, [M_i] scores (compared with ``score_thresh`` in their own dtype).
         gt_boxes: per image, [K_i, 4] XYXY GT boxes (every annotated person).
-        gt_labeled: optional per image [K_i] bool mask of labeled persons (e.g. pid >= 0); all GT
-            are still matched, but ``labeled_recall`` counts recall over the labeled ones only.
+        gt_labeled: optional per image [K_i] bool mask of labeled persons (e.g. pid >= 0). By
+            default all GT are still matched and ``labeled_recall`` counts recall over the
+            labeled ones only.
+        labeled_only: the reference's "labeled only" evaluation (SeqNet's
+            ``eval_detection(labeled_only=True)``; needs ``gt_labeled``): unlabeled GT boxes are
+            removed BEFORE matching, so a detection on an unlabeled person is a false positive,
+            and images without a labeled person are skipped with their detections. ``ap`` and
+            ``recall`` are then over the labeled persons; ``labeled_recall`` is None.
         score_thresh: detection score threshold (reference code: 0.01; OIM: 0.5).
         iou_thresh: IoU of a match.
 
@@ -183,8 +198,10 @@ def evaluate_detections(
         )
     if gt_labeled is not None and len(gt_labeled) != n_img:
         raise ValueError(f"{len(gt_labeled)} labeled masks for {n_img} images")
+    if labeled_only and gt_labeled is None:
+        raise ValueError("labeled_only detection evaluation needs the gt_labeled masks")
     all_scores, all_tp = [], []
-    n_gt = n_tp = n_lab = n_lab_tp = 0
+    n_gt = n_tp = n_lab = n_lab_tp = n_skipped = 0
     for i in range(n_img):
         boxes = np.asarray(det_boxes[i], np.float64).reshape(-1, 4)
         scores = np.asarray(det_scores[i]).reshape(-1)
@@ -200,6 +217,16 @@ def evaluate_detections(
                 raise ValueError(f"image {i}: non-finite {what} box")
             if np.any((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])):
                 raise ValueError(f"image {i}: {what} box with x2 < x1 or y2 < y1")
+        lab = None
+        if gt_labeled is not None:
+            lab = np.asarray(gt_labeled[i], bool).reshape(-1)
+            if lab.size != gts.shape[0]:
+                raise ValueError(f"image {i}: labeled mask of {lab.size} for {gts.shape[0]} GT")
+            if labeled_only:
+                if not lab.any():
+                    n_skipped += 1  # no labeled person: the image and its detections are skipped
+                    continue
+                gts, lab = gts[lab], None
         keep = scores >= np.asarray(score_thresh, dtype=scores.dtype)
         boxes, scores = boxes[keep], scores[keep]
         gt_matched, det_tp = mutual_best_matches(box_iou(gts, boxes), iou_thresh)
@@ -207,10 +234,7 @@ def evaluate_detections(
         all_tp.append(det_tp)
         n_gt += gts.shape[0]
         n_tp += int(det_tp.sum())
-        if gt_labeled is not None:
-            lab = np.asarray(gt_labeled[i], bool).reshape(-1)
-            if lab.size != gts.shape[0]:
-                raise ValueError(f"image {i}: labeled mask of {lab.size} for {gts.shape[0]} GT")
+        if lab is not None:
             n_lab += int(lab.sum())
             n_lab_tp += int((lab & gt_matched).sum())
     y_score = np.concatenate(all_scores + [np.zeros(0)])
@@ -220,13 +244,13 @@ def evaluate_detections(
     recall = n_tp / n_gt if n_gt else 0.0
     ap = average_precision(y_true, y_score) * recall if n_tp else 0.0
     labeled_recall = None
-    if gt_labeled is not None:
+    if gt_labeled is not None and not labeled_only:
         labeled_recall = n_lab_tp / n_lab if n_lab else 0.0
     return DetectionResult(
         ap=ap,
         recall=recall,
         labeled_recall=labeled_recall,
-        n_images=n_img,
+        n_images=n_img - n_skipped,
         n_detections=int(y_score.size),
         n_gt=n_gt,
         n_tp=n_tp,
@@ -234,4 +258,6 @@ def evaluate_detections(
         n_labeled_tp=n_lab_tp,
         score_thresh=float(score_thresh),
         iou_thresh=float(iou_thresh),
+        labeled_only=labeled_only,
+        n_skipped_images=n_skipped,
     )

@@ -3,10 +3,8 @@
 One inference pass over a ``{prefix}_test`` split gives, per gallery record, the detections
 (``pred_boxes``, ``scores``, ``pred_embeds``) and, per query record (``query_index``), the
 embedding of the given query box. :class:`PersonSearchEvaluator` collects them, checks that every
-gallery image and query was predicted, saves them (:mod:`.predictions`) and scores every
-protocol of the dataset (:mod:`.protocols`) plus detection AP / recall.
-
-:func:`evaluate_person_search` is the scoring driver shared with the rescore CLI.
+gallery image and query was predicted, saves them (:mod:`.predictions`) and scores them with
+:func:`~.scoring.evaluate_person_search`, the driver shared with the rescore CLI.
 """
 
 import copy
@@ -14,7 +12,6 @@ import itertools
 import json
 import logging
 import os
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,160 +20,17 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
-from detectron2.utils.logger import create_small_table
 
-from ..data.datasets.builtin import FAMILIES
-from .config import EvalOptions
-from .detection_metrics import evaluate_detections
+from .options import EvalOptions
 from .predictions import PREDICTIONS_FILE, PersonSearchPredictions, save_predictions
-from .protocols import (
-    SearchProtocol,
-    build_gallery_table,
-    cuhk_sysu_protocols,
-    detection_ground_truth,
-    prw_protocols,
-    query_rows,
-    split_test_records,
-)
-from .search_metrics import evaluate_search
+from .protocols import build_gallery_table, query_rows, split_test_records
+from .scoring import FAMILIES, evaluate_person_search
 
-__all__ = ["PersonSearchEvaluator", "evaluate_person_search", "RESULTS_FILE"]
+__all__ = ["PersonSearchEvaluator", "RESULTS_FILE"]
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "person_search_results.json"
-
-
-def evaluate_person_search(
-    preds: PersonSearchPredictions,
-    gallery_records: Sequence[dict],
-    query_records: Sequence[dict],
-    family: str,
-    root: Optional[str],
-    options: EvalOptions,
-) -> Tuple["OrderedDict[str, Dict[str, float]]", Dict[str, Dict[str, object]]]:
-    """Score predictions against the ground truth of a dataset, for every protocol.
-
-    Args:
-        preds: gallery detections and query embeddings (validated here).
-        gallery_records: gallery records (GT boxes, person ids, PRW camera ids).
-        query_records: query records (``query_index``, the query box and person id).
-        family: "cuhk_sysu" or "prw".
-        root: dataset root (CUHK-SYSU protocol and subset files; unused for PRW).
-        options: thresholds and protocol selection.
-
-    Returns:
-        (results, settings): results is an OrderedDict {key: {metric: float on 0-100}} with
-        "search" (default protocol), the other protocols' keys and "detection"; settings has,
-        for every key, the protocol and thresholds that produced it.
-
-    Raises:
-        ValueError: missing or malformed predictions (naming the image or query), or options.
-    """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown dataset family {family!r}; expected one of {FAMILIES}")
-    preds.validate(options.embed_dim)
-    table = build_gallery_table(preds, gallery_records)
-    results: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
-    settings: Dict[str, Dict[str, object]] = {}
-
-    protocols: List[SearchProtocol] = []
-    if query_records:
-        rows = query_rows(preds, query_records)
-        if family == "cuhk_sysu":
-            if root is None:
-                raise ValueError("CUHK-SYSU evaluation needs the dataset root (protocol files)")
-            protocols = cuhk_sysu_protocols(
-                root,
-                table,
-                query_records,
-                rows,
-                gallery_sizes=options.gallery_sizes,
-                full_pool=options.full_pool,
-                subsets=options.subsets,
-            )
-        else:
-            protocols = prw_protocols(
-                table,
-                gallery_records,
-                query_records,
-                rows,
-                all_camera=options.all_camera,
-                multi_view=options.multi_view,
-            )
-    else:
-        logger.warning("No query in the dataset: only detection is evaluated")
-
-    det_thresh = applied_score_thresh(options.det_thresh, preds.score_floor, "DET_THRESH")
-    det_eval_thresh = applied_score_thresh(
-        options.det_eval_thresh, preds.score_floor, "DET_EVAL_THRESH"
-    )
-    for proto in protocols:
-        res = evaluate_search(
-            preds.query_embeddings[proto.query_rows],
-            table,
-            proto.galleries,
-            det_thresh=det_thresh,
-            duplicates=options.duplicates,
-            on_empty="skip",
-        )
-        results[proto.key] = res.metrics()
-        info: Dict[str, object] = {"protocol": proto.description}
-        info.update(proto.settings)
-        info.update(res.settings())
-        settings[proto.key] = info
-        _log_result(proto.key, results[proto.key], info)
-
-    gt_boxes, gt_labeled = detection_ground_truth(gallery_records)
-    det_boxes, det_scores = [], []
-    for i in range(table.num_images):
-        a, b = table.offsets[i], table.offsets[i + 1]
-        det_boxes.append(table.boxes[a:b])
-        det_scores.append(table.scores[a:b])
-    det = evaluate_detections(
-        det_boxes,
-        det_scores,
-        gt_boxes,
-        gt_labeled=gt_labeled,
-        score_thresh=det_eval_thresh,
-    )
-    results["detection"] = det.metrics()
-    info = {"protocol": f"detection on the {len(gallery_records)} gallery images"}
-    info.update(det.settings())
-    if preds.score_floor is not None:
-        info["model_score_thresh"] = preds.score_floor
-    settings["detection"] = info
-    _log_result("detection", results["detection"], info)
-    return results, settings
-
-
-def applied_score_thresh(requested: float, score_floor: Optional[float], name: str) -> float:
-    """
-    The score threshold an evaluation really applies: ``requested``, unless the model output no
-    detection below ``score_floor`` (its ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``), which is then
-    the threshold (with a warning that says what to set). Results record the applied value.
-    """
-    if score_floor is None or score_floor <= requested:
-        return float(requested)
-    logger.warning(
-        f"TEST.PERSON_SEARCH.{name}={requested} is below the model's own score threshold "
-        f"MODEL.ROI_HEADS.SCORE_THRESH_TEST={score_floor}: no detection with a lower score exists, "
-        f"so the evaluation applies score >= {score_floor}. Set MODEL.ROI_HEADS.SCORE_THRESH_TEST "
-        f"<= {requested} to evaluate at {requested}."
-    )
-    return float(score_floor)
-
-
-def _log_result(key: str, metrics: Dict[str, float], info: Dict[str, object]) -> None:
-    """Log one result with the protocol and thresholds that produced it."""
-    shown = {k: v for k, v in info.items() if k not in ("protocol", "protocol_file", "subset_file")}
-    logger.info(
-        "Person search [%s] %s; %s:\n%s",
-        key,
-        info["protocol"],
-        ", ".join(f"{k}={v}" for k, v in shown.items()),
-        create_small_table(metrics),
-    )
 
 
 def _as_rows(x: np.ndarray, n: int) -> np.ndarray:
@@ -194,7 +48,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
     input) the embedding of the given box; ``evaluate`` gathers them on the main process, checks
     completeness, saves ``person_search_predictions.npz`` and ``person_search_results.json`` to
     ``output_dir`` and returns ``OrderedDict({"search": {"mAP", "top-1", "top-5", "top-10"},
-    <other protocols>..., "detection": {"AP", "recall", "labeled_recall"}})`` on a 0-100 scale.
+    <other protocols>..., "detection": {"AP", "recall"}, "detection_labeled": {...}})`` on a
+    0-100 scale (see :func:`~.scoring.evaluate_person_search`).
     """
 
     def __init__(
@@ -210,6 +65,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         full_pool: Optional[bool] = None,
         multi_view: Optional[bool] = None,
         duplicates: Optional[str] = None,
+        det_labeled: Optional[str] = None,
         save_predictions: Optional[bool] = None,
         embed_dim: Optional[int] = None,
     ):
@@ -221,7 +77,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
             distributed: gather the predictions of all processes (main process scores).
             output_dir: where to save the predictions and results (None: nothing saved).
             det_thresh, det_eval_thresh, gallery_sizes, full_pool, multi_view, duplicates,
-            save_predictions, embed_dim: override the config (see :class:`EvalOptions`).
+            det_labeled, save_predictions, embed_dim: override the config (see
+                :class:`~.options.EvalOptions`).
         """
         meta = MetadataCatalog.get(dataset_name)
         family = meta.get("dataset_family", None)
@@ -243,6 +100,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
             full_pool=full_pool,
             multi_view=multi_view,
             duplicates=duplicates,
+            det_labeled=det_labeled,
             save_predictions=save_predictions,
             embed_dim=embed_dim,
         )

@@ -38,11 +38,11 @@ written in full: the file applies no threshold of its own, but the model's own s
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from detectron2.utils.file_io import PathManager
 
 __all__ = [
     "FORMAT_VERSION",
@@ -335,6 +335,27 @@ class PersonSearchPredictions:
             raise ValueError(f"{qname(int(np.flatnonzero(bad)[0]))}: non-finite query box")
 
 
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _open(path: str, mode: str):
+    """A local file with ``open``; a URI through Detectron2's PathManager (imported then)."""
+    if _is_uri(path):
+        from detectron2.utils.file_io import PathManager
+
+        return PathManager.open(path, mode)
+    return open(path, mode)
+
+
+def _exists(path: str) -> bool:
+    if _is_uri(path):
+        from detectron2.utils.file_io import PathManager
+
+        return PathManager.exists(path)
+    return os.path.exists(path)
+
+
 def save_predictions(preds: PersonSearchPredictions, path: str) -> str:
     """Write ``preds`` to ``path`` (through PathManager) in the format of the module docstring.
 
@@ -362,7 +383,7 @@ def save_predictions(preds: PersonSearchPredictions, path: str) -> str:
         arrays["score_floor"] = np.asarray(preds.score_floor, np.float64)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    with PathManager.open(path, "wb") as f:
+    with _open(path, "wb") as f:
         f.write(buf.getvalue())
     logger.info(
         "Saved person-search predictions of %s (%d gallery images, %d detections, %d queries) "
@@ -387,10 +408,10 @@ def load_predictions(path: str, validate: bool = True) -> PersonSearchPrediction
         FileNotFoundError: no such file.
         ValueError: not a readable ``.npz``, a missing key, or an unsupported format version.
     """
-    if not PathManager.exists(path):
+    if not _exists(path):
         raise FileNotFoundError(f"predictions file '{path}' does not exist")
     try:
-        with PathManager.open(path, "rb") as f:
+        with _open(path, "rb") as f:
             data = f.read()
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

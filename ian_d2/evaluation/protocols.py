@@ -3,7 +3,7 @@ the rescore CLI, so that both give the same numbers).
 
 The ground truth always comes from the records of the registered splits (or the same records
 rebuilt from the annotation files with known image sizes) and the CUHK-SYSU protocol files,
-never from model inputs. Rules: ``docs/PROTOCOLS.md``.
+never from model inputs. Rules: ``docs/protocols.md``.
 
 Shorthand: G gallery images (rows of the detections table), Q queries of the query split,
 Q_p queries of one protocol.
@@ -23,7 +23,7 @@ Protocols and result keys:
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from ..data.datasets.cuhk_sysu import (
     load_cuhk_sysu_subset_indices,
 )
 from .predictions import PersonSearchPredictions
-from .search_metrics import GalleryTable, SearchGalleries, add_pool_negatives, build_prw_galleries
+from .structures import GalleryTable, SearchGalleries
 
 __all__ = [
     "FULL_POOL_BASE_SIZE",
@@ -46,6 +46,8 @@ __all__ = [
     "detection_ground_truth",
     "cuhk_sysu_protocols",
     "prw_protocols",
+    "add_pool_negatives",
+    "build_prw_galleries",
 ]
 
 logger = logging.getLogger(__name__)
@@ -175,6 +177,115 @@ def detection_ground_truth(
     return boxes, labeled
 
 
+# ---------------------------------------------------------------------------------------------
+# Gallery builders shared by the protocols
+# ---------------------------------------------------------------------------------------------
+def add_pool_negatives(
+    galleries: SearchGalleries, pool_index: np.ndarray, num_images: Optional[int] = None
+) -> SearchGalleries:
+    """Full-pool gallery (CUHK-SYSU gallery size -1).
+
+    Appends to every query's protocol gallery each pool image not already listed in it, once
+    and as a negative (protocol entries, duplicates and boxes are kept unchanged).
+
+    Args:
+        galleries: protocol galleries (e.g. TestG50 or TestG100).
+        pool_index: [M] table indices of the pool images (``pool.mat``).
+        num_images: G, the table size (default: max index + 1).
+
+    Returns:
+        SearchGalleries with rows of length N + M, padded with -1.
+    """
+    pool = np.asarray(pool_index, dtype=np.int64).reshape(-1)
+    _, first = np.unique(pool, return_index=True)
+    pool = pool[np.sort(first)]
+    idx = galleries.image_index.astype(np.int64)
+    g = (
+        int(num_images)
+        if num_images is not None
+        else int(max(idx.max(initial=-1), pool.max(initial=-1)) + 1)
+    )
+    q, n = idx.shape
+    out = np.full((q, n + pool.size), -1, dtype=np.int32 if g < 2**31 else np.int64)
+    out[:, :n] = idx
+    listed = np.zeros(g, bool)
+    for r in range(q):
+        row = idx[r][idx[r] >= 0]
+        listed[row] = True
+        extra = pool[~listed[pool]]
+        out[r, n : n + extra.size] = extra
+        listed[row] = False
+    return SearchGalleries(out, galleries.pos_query, galleries.pos_col, galleries.pos_boxes)
+
+
+def build_prw_galleries(
+    query_image: np.ndarray,
+    query_camera: np.ndarray,
+    query_pid: np.ndarray,
+    gallery_image: np.ndarray,
+    gallery_camera: np.ndarray,
+    gallery_pids: Sequence[np.ndarray],
+    gallery_boxes: Sequence[np.ndarray],
+    multi_view: bool = False,
+) -> SearchGalleries:
+    """PRW galleries: every gallery frame except the query frame (SeqNet/COAT default), or only
+    frames from other cameras (``multi_view=True``, the NAE4PS protocol).
+
+    The GT of a positive frame is the FIRST box of the query's pid in that frame.
+
+    Args:
+        query_image: [Q] table index of each query's frame.
+        query_camera: [Q] camera id of each query.
+        query_pid: [Q] person id of each query.
+        gallery_image: [F] table index of each gallery frame (protocol order).
+        gallery_camera: [F] camera id of each gallery frame.
+        gallery_pids: F arrays [K_f] of person ids annotated in each frame.
+        gallery_boxes: F arrays [K_f, 4] of XYXY boxes in each frame.
+        multi_view: drop every frame of the query's camera.
+
+    Returns:
+        SearchGalleries with [Q, F] rows where excluded frames are -1.
+    """
+    qi = np.asarray(query_image, dtype=np.int64).reshape(-1)
+    qc = np.asarray(query_camera).reshape(-1)
+    qp = np.asarray(query_pid).reshape(-1)
+    gi = np.asarray(gallery_image, dtype=np.int64).reshape(-1)
+    gc = np.asarray(gallery_camera).reshape(-1)
+    if not (qi.size == qc.size == qp.size):
+        raise ValueError("query_image, query_camera and query_pid differ in length")
+    if not (gi.size == gc.size == len(gallery_pids) == len(gallery_boxes)):
+        raise ValueError("gallery frames, cameras, pids and boxes differ in length")
+    excluded = qi[:, None] == gi[None, :]
+    if multi_view:
+        excluded |= qc[:, None] == gc[None, :]
+    image_index = np.where(excluded, -1, gi[None, :])
+    by_pid: Dict[object, List[Tuple[int, np.ndarray]]] = {}
+    for f, (pids, boxes) in enumerate(zip(gallery_pids, gallery_boxes)):
+        pids = np.asarray(pids).reshape(-1)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if boxes.shape[0] != pids.size:
+            raise ValueError(f"gallery frame {f}: {pids.size} pids but {boxes.shape[0]} boxes")
+        _, first = np.unique(pids, return_index=True)
+        for k in first:
+            by_pid.setdefault(pids[k].item(), []).append((f, boxes[k]))
+    pq, pc, pb = [], [], []
+    for q in range(qi.size):
+        for f, box in by_pid.get(qp[q].item(), []):
+            if not excluded[q, f]:
+                pq.append(q)
+                pc.append(f)
+                pb.append(box)
+    return SearchGalleries(
+        image_index,
+        np.asarray(pq, np.int64),
+        np.asarray(pc, np.int64),
+        np.asarray(pb, np.float64).reshape(-1, 4),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocols of each dataset family
+# ---------------------------------------------------------------------------------------------
 def _cuhk_query_map(
     query_records: Sequence[dict], rows: np.ndarray
 ) -> Dict[Tuple[str, Tuple[float, ...]], int]:

@@ -11,7 +11,7 @@ Usage::
 
 The ground truth is rebuilt from the annotation files with the image sizes stored in the
 predictions file (the images are not needed), by the same code as the evaluator
-(:func:`~.evaluator.evaluate_person_search`), so the numbers are the evaluator's.
+(:func:`~.scoring.evaluate_person_search`), so the numbers are the evaluator's.
 
 CUHK-SYSU: without ``--gallery-size`` every protocol is reported as by the evaluator
 (``search`` = gallery 100, ``search_g{N}``, ``search_full``, ``search_occlusion``,
@@ -29,10 +29,10 @@ import logging
 import sys
 from typing import Dict, Optional, Sequence, Tuple
 
-from .config import EvalOptions
-from ..data.datasets.builtin import FAMILIES, load_test_split
-from .evaluator import evaluate_person_search
+from ..data.datasets.builtin import load_test_split
+from .options import DET_LABELED_MODES, EvalOptions
 from .predictions import load_predictions
+from .scoring import FAMILIES, evaluate_person_search
 from .search_metrics import DUPLICATE_MODES
 
 __all__ = ["rescore", "build_parser", "main"]
@@ -50,6 +50,7 @@ def rescore(
     det_thresh: float = 0.5,
     det_eval_thresh: float = 0.01,
     duplicates: str = "first",
+    det_labeled: str = "reference",
 ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Dict[str, object]]]:
     """Score a predictions file.
 
@@ -62,9 +63,10 @@ def rescore(
         det_thresh: search detection threshold.
         det_eval_thresh: detection-evaluation score threshold.
         duplicates: "first" or "per_entry".
+        det_labeled: "reference" or "all_gt" (see :data:`~.options.DET_LABELED_MODES`).
 
     Returns:
-        (results, settings) as :func:`~.evaluator.evaluate_person_search`.
+        (results, settings) as :func:`~.scoring.evaluate_person_search`.
     """
     if dataset not in FAMILIES:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {FAMILIES}")
@@ -88,6 +90,7 @@ def rescore(
         multi_view=multi_view is None or multi_view,
         all_camera=multi_view is None or not multi_view,
         duplicates=duplicates,
+        det_labeled=det_labeled,
         save_predictions=False,
     )
     return evaluate_person_search(preds, gallery, queries, dataset, dataset_root, options)
@@ -126,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--det-eval-thresh", type=float, default=0.01, help="detection-evaluation threshold"
     )
     p.add_argument("--duplicates", choices=DUPLICATE_MODES, default="first")
+    p.add_argument(
+        "--det-labeled",
+        choices=DET_LABELED_MODES,
+        default="reference",
+        help="'detection_labeled': 'reference' = SeqNet's labeled_only (unlabeled GT removed "
+        "before matching), 'all_gt' = matched against all GT, recall over the labeled",
+    )
     p.add_argument("--output", help="also write the JSON to this file")
     p.add_argument("-v", "--verbose", action="store_true", help="log the protocols to stderr")
     return p
@@ -146,6 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             det_thresh=args.det_thresh,
             det_eval_thresh=args.det_eval_thresh,
             duplicates=args.duplicates,
+            det_labeled=args.det_labeled,
         )
     except (ValueError, KeyError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -1,6 +1,22 @@
-"""Utilities: collectives of the identity memories under torch.distributed, atomic files."""
+"""Utilities: collectives of the identity memories under torch.distributed (:mod:`.comm`),
+atomic files (:mod:`.io`, no torch). Names load their module on first use."""
 
-from .comm import all_gather_rows, broadcast_from_main, is_distributed
-from .io import atomic_write
+import importlib
 
-__all__ = ["all_gather_rows", "atomic_write", "broadcast_from_main", "is_distributed"]
+_MODULE_OF = {
+    "all_gather_rows": "comm",
+    "broadcast_from_main": "comm",
+    "is_distributed": "comm",
+    "atomic_write": "io",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

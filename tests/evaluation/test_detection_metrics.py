@@ -4,13 +4,14 @@ import unittest
 
 import numpy as np
 
+from reference_oracle import reference_average_precision, reference_detection
+
 from ian_d2.evaluation.detection_metrics import (
     average_precision,
     box_iou,
     evaluate_detections,
     mutual_best_matches,
 )
-from ian_d2.evaluation.reference import reference_average_precision, reference_detection
 
 
 def _greedy_tp(ious: np.ndarray, scores: np.ndarray, thresh: float = 0.5) -> np.ndarray:
@@ -76,6 +77,33 @@ class TestMutualBest(unittest.TestCase):
         self.assertEqual(res.labeled_recall, 0.0)  # the labeled person B is not matched
         self.assertIn("labeled_recall", res.metrics())
 
+    def test_labeled_only_drops_unlabeled_gt_before_matching(self):
+        # A detection on an unlabeled person: with all GT it matches (a TP), counted over the
+        # labeled ones it does not count; removed before matching (the reference's
+        # labeled_only=True) it is a FALSE POSITIVE that lowers the AP.
+        gt = np.array([[0, 0, 10, 20], [50, 0, 60, 20]], float)  # A unlabeled, B labeled
+        lab = [np.array([False, True])]
+        dets = np.array([[0, 0, 10, 20], [50, 0, 60, 20]], float)  # on A (0.9), on B (0.8)
+        scores = np.array([0.9, 0.8])
+        all_gt = evaluate_detections([dets], [scores], [gt], gt_labeled=lab)
+        self.assertEqual((all_gt.recall, all_gt.labeled_recall, all_gt.ap), (1.0, 1.0, 1.0))
+        ref = evaluate_detections([dets], [scores], [gt], gt_labeled=lab, labeled_only=True)
+        self.assertEqual((ref.n_gt, ref.n_tp, ref.recall), (1, 1, 1.0))
+        self.assertAlmostEqual(ref.ap, 0.5)  # FP (0.9) ranked above the TP (0.8)
+        self.assertIsNone(ref.labeled_recall)
+        # an image without a labeled person is skipped with its detections
+        res = evaluate_detections(
+            [dets, dets],
+            [scores, scores],
+            [gt, gt],
+            gt_labeled=[lab[0], np.zeros(2, bool)],
+            labeled_only=True,
+        )
+        self.assertEqual((res.n_images, res.n_skipped_images, res.n_detections), (1, 1, 2))
+        self.assertAlmostEqual(res.ap, 0.5)
+        with self.assertRaisesRegex(ValueError, "needs the gt_labeled"):
+            evaluate_detections([dets], [scores], [gt], labeled_only=True)
+
     def test_iou_threshold_inclusive(self):
         res = evaluate_detections([[[0, 0, 10, 5]]], [[0.9]], [[[0, 0, 10, 10]]])
         self.assertEqual((res.n_tp, res.recall), (1, 1.0))  # IoU exactly 0.5
@@ -140,6 +168,12 @@ class TestEdgeCases(unittest.TestCase):
         self.assertAlmostEqual(res.labeled_recall, ref["labeled_recall"], 12)
         self.assertEqual(res.n_tp, ref["n_tp"])
         self.assertGreater(res.n_tp, 50)
+        res = evaluate_detections(dets, scores, gts, gt_labeled=labeled, labeled_only=True)
+        ref = reference_detection(dets, scores, gts, labeled, labeled_only=True)
+        self.assertAlmostEqual(res.ap, ref["ap"], 12)
+        self.assertAlmostEqual(res.recall, ref["recall"], 12)
+        self.assertEqual((res.n_tp, res.n_gt), (ref["n_tp"], ref["n_gt"]))
+        self.assertLess(res.ap, evaluate_detections(dets, scores, gts, gt_labeled=labeled).ap)
 
 
 if __name__ == "__main__":

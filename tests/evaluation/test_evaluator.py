@@ -150,6 +150,11 @@ class _DatasetCase(unittest.TestCase):
         for key, metrics in results.items():
             for name, value in metrics.items():
                 self.assertIsInstance(value, float)
+                if (key, name) == ("detection_labeled", "AP"):
+                    # a perfect detector also finds the unlabeled persons: in the reference's
+                    # labeled-only evaluation those detections are false positives
+                    self.assertLess(value, 100.0)
+                    continue
                 self.assertAlmostEqual(value, 100.0, places=9, msg=f"{key}/{name}")
 
     def expect_error(self, records, outputs, *fragments, **kwargs):
@@ -170,10 +175,12 @@ class TestCuhkSysuEvaluator(_DatasetCase):
             self.assertTrue(os.path.isfile(os.path.join(out, "person_search_results.json")))
         self.assertEqual(self.summary["gallery_sizes"], [5, 10])
         expected = ["search", "search_g10", "search_full", "search_occlusion", "search_resolution"]
-        self.assertEqual(list(res), expected + ["detection"])
+        self.assertEqual(list(res), expected + ["detection", "detection_labeled"])
         for key in expected:
             self.assertEqual(tuple(res[key]), SEARCH_KEYS)
-        self.assertEqual(set(res["detection"]), {"AP", "recall", "labeled_recall"})
+        self.assertEqual(set(res["detection"]), {"AP", "recall"})
+        self.assertEqual(set(res["detection_labeled"]), {"AP", "recall"})
+        self.assertEqual(ev.settings["detection_labeled"]["det_labeled"], "reference")
         self.assertAll100(res)
         # Every result says which protocol and thresholds produced it.
         self.assertEqual(ev.settings["search"]["gallery_size"], 5)
@@ -188,13 +195,14 @@ class TestCuhkSysuEvaluator(_DatasetCase):
         self.assertEqual(ev.settings["search_occlusion"]["n_queries"], n_occ)
 
     def test_logs_protocol_and_thresholds(self):
-        with self.assertLogs("ian_d2.evaluation.evaluator", "INFO") as logs:
+        with self.assertLogs("ian_d2.evaluation.scoring", "INFO") as logs:
             run_evaluator(self.dataset, self.records, self.oracle_outputs)
         text = "\n".join(logs.output)
         self.assertIn("gallery 10 (TestG10.mat)", text)
         self.assertIn("det_thresh=0.5", text)
         self.assertIn("duplicates=first", text)
         self.assertIn("score_thresh=0.01", text)
+        self.assertIn("SeqNet's labeled_only=True", text)  # which labeled-detection variant
 
     def test_degraded_matches_direct_scoring(self):
         outputs = degraded_outputs(self.records)
@@ -222,7 +230,23 @@ class TestCuhkSysuEvaluator(_DatasetCase):
             ],
             score_thresh=0.01,
         )
-        self.assertEqual(res["detection"], det.metrics())
+        self.assertEqual(res["detection"], {"AP": 100.0 * det.ap, "recall": 100.0 * det.recall})
+        labeled = evaluate_detections(
+            [o["instances"].pred_boxes.tensor.numpy() for o in outs],
+            [o["instances"].scores.numpy() for o in outs],
+            [np.asarray([a["bbox"] for a in r["annotations"]]).reshape(-1, 4) for r in gallery],
+            gt_labeled=[
+                np.asarray([a["person_id"] >= 0 for a in r["annotations"]]) for r in gallery
+            ],
+            labeled_only=True,
+            score_thresh=0.01,
+        )
+        self.assertEqual(
+            res["detection_labeled"], {"AP": 100.0 * labeled.ap, "recall": 100.0 * labeled.recall}
+        )
+        # the other named variant: matched against all GT, recall over the labeled ones
+        _, res_all = run_evaluator(self.dataset, self.records, outputs, det_labeled="all_gt")
+        self.assertEqual(res_all["detection_labeled"], {"recall": 100.0 * det.labeled_recall})
         # A higher search threshold only changes search, and the settings say so.
         ev, res9 = run_evaluator(self.dataset, self.records, outputs, det_thresh=0.9)
         self.assertEqual(ev.settings["search"]["det_thresh"], 0.9)
@@ -234,7 +258,7 @@ class TestCuhkSysuEvaluator(_DatasetCase):
         ev = PersonSearchEvaluator(self.dataset, None, False, gallery_sizes=[-1], full_pool=False)
         ev.process(self.records, outputs)
         res = ev.evaluate()
-        self.assertEqual(list(res), ["search_full", "detection"])
+        self.assertEqual(list(res), ["search_full", "detection", "detection_labeled"])
         self.assertEqual(ev.settings["search_full"]["base_gallery_size"], 5)
         # Direct: TestG5 galleries + every other pool image except the query image.
         table = table_of(self.records, outputs)
@@ -279,7 +303,7 @@ class TestCuhkSysuEvaluator(_DatasetCase):
             ev.process(self.records, self.oracle_outputs)
             res = ev.evaluate()
             self.assertFalse(os.path.exists(os.path.join(out, PREDICTIONS_FILE)))
-        self.assertEqual(list(res), ["search_g10", "detection"])
+        self.assertEqual(list(res), ["search_g10", "detection", "detection_labeled"])
         self.assertEqual(ev.settings["search_g10"]["duplicates"], "per_entry")
         # Keyword arguments override the config.
         ev = PersonSearchEvaluator(self.dataset, cfg, False, det_thresh=0.7)
@@ -300,7 +324,7 @@ class TestCuhkSysuEvaluator(_DatasetCase):
                 ev = PersonSearchEvaluator(self.dataset, cfg, False, out)
                 ev.process(self.records, self.oracle_outputs)
                 if model_thresh > 0.01:
-                    with self.assertLogs("ian_d2.evaluation.evaluator", "WARNING") as logs:
+                    with self.assertLogs("ian_d2.evaluation.scoring", "WARNING") as logs:
                         ev.evaluate()
                     self.assertIn("SCORE_THRESH_TEST=0.05", "\n".join(logs.output))
                 else:
@@ -427,7 +451,9 @@ class TestPrwEvaluator(_DatasetCase):
 
     def test_oracle_both_protocols(self):
         ev, res = run_evaluator(self.dataset, self.records, self.oracle_outputs)
-        self.assertEqual(list(res), ["search", "search_multiview", "detection"])
+        self.assertEqual(
+            list(res), ["search", "search_multiview", "detection", "detection_labeled"]
+        )
         self.assertAll100(res)
         all_cam, multi = ev.settings["search"], ev.settings["search_multiview"]
         self.assertFalse(all_cam["multi_view"])
@@ -437,7 +463,7 @@ class TestPrwEvaluator(_DatasetCase):
 
     def test_multi_view_off(self):
         ev, res = run_evaluator(self.dataset, self.records, self.oracle_outputs, multi_view=False)
-        self.assertEqual(list(res), ["search", "detection"])
+        self.assertEqual(list(res), ["search", "detection", "detection_labeled"])
 
     def test_degraded_matches_direct_scoring(self):
         outputs = degraded_outputs(self.records, seed=3)

@@ -114,17 +114,17 @@ class TestRescoreCuhkSysu(_RescoreCase):
         self.assertEqual(
             list(report["results"]),
             ["search", "search_g10", "search_full", "search_occlusion", "search_resolution"]
-            + ["detection"],
+            + ["detection", "detection_labeled"],
         )
         self.assertLess(report["results"]["search"]["mAP"], 100.0)
         self.assertEqual(report["settings"]["search"]["gallery_size"], 5)
 
     def test_single_gallery_size_uses_evaluator_keys(self):
         report = self.rescore("--gallery-size", "10")
-        self.assertEqual(list(report["results"]), ["search_g10", "detection"])
+        self.assertEqual(list(report["results"]), ["search_g10", "detection", "detection_labeled"])
         self.assertEqual(report["results"]["search_g10"], self.results["search_g10"])
         report = self.rescore("--gallery-size", "-1")
-        self.assertEqual(list(report["results"]), ["search_full", "detection"])
+        self.assertEqual(list(report["results"]), ["search_full", "detection", "detection_labeled"])
         self.assertEqual(report["results"]["search_full"], self.results["search_full"])
 
     def test_thresholds_and_duplicates(self):
@@ -193,7 +193,10 @@ class TestRescorePrw(_RescoreCase):
     def test_same_numbers_as_evaluator(self):
         self.assertFalse(os.path.isdir(os.path.join(self.root, "frames")))
         report = self.rescore()
-        self.assertEqual(list(report["results"]), ["search", "search_multiview", "detection"])
+        self.assertEqual(
+            list(report["results"]),
+            ["search", "search_multiview", "detection", "detection_labeled"],
+        )
         self.assertEqual(report["results"], self.results)
         settings = report["settings"]
         self.assertLess(
@@ -202,10 +205,12 @@ class TestRescorePrw(_RescoreCase):
 
     def test_multi_view_flags(self):
         report = self.rescore("--multi-view")
-        self.assertEqual(list(report["results"]), ["search_multiview", "detection"])
+        self.assertEqual(
+            list(report["results"]), ["search_multiview", "detection", "detection_labeled"]
+        )
         self.assertEqual(report["results"]["search_multiview"], self.results["search_multiview"])
         report = self.rescore("--all-camera")
-        self.assertEqual(list(report["results"]), ["search", "detection"])
+        self.assertEqual(list(report["results"]), ["search", "detection", "detection_labeled"])
         self.assertEqual(report["results"]["search"], self.results["search"])
 
     def test_cuhk_option_rejected(self):

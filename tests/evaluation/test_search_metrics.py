@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ian_d2.evaluation.reference import reference_average_precision, reference_search
-from ian_d2.evaluation.search_metrics import (
+from reference_oracle import reference_average_precision, reference_search
+
+from ian_d2.evaluation import (
     GalleryTable,
     SearchGalleries,
     add_pool_negatives,
     build_prw_galleries,
     evaluate_search,
-    quantize_embeddings,
+    normalize_embeddings,
     similarity,
 )
 
@@ -40,17 +41,29 @@ def _table(per_image):
     return GalleryTable.from_per_image(boxes, scores, embs)
 
 
+def _oracle(qe, table, gal, det_thresh=0.5, duplicates="first"):
+    """The test oracle on the raw arrays of the containers."""
+    positives = {
+        (int(q), int(c)): box for q, c, box in zip(gal.pos_query, gal.pos_col, gal.pos_boxes)
+    }
+    return reference_search(
+        np.asarray(qe, float),
+        table.boxes,
+        table.scores,
+        table.embeddings,
+        table.offsets,
+        gal.image_index,
+        positives,
+        det_thresh=det_thresh,
+        duplicates=duplicates,
+    )
+
+
 def _score(qe, table, gal, **kw):
     """Vectorised result (both paths) checked against the reference loop."""
     res = evaluate_search(np.asarray(qe, float), table, gal, method="sparse", **kw)
     dense = evaluate_search(np.asarray(qe, float), table, gal, method="dense", **kw)
-    ref = reference_search(
-        np.asarray(qe, float),
-        table,
-        gal,
-        det_thresh=kw.get("det_thresh", 0.5),
-        duplicates=kw.get("duplicates", "first"),
-    )
+    ref = _oracle(qe, table, gal, kw.get("det_thresh", 0.5), kw.get("duplicates", "first"))
     for other in (dense.ap, ref["ap"]):
         np.testing.assert_allclose(res.ap, other, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(res.hits, dense.hits)
@@ -218,22 +231,74 @@ class TestHandMadeCases(unittest.TestCase):
         pos = [0, 1, 7, 63, 64, 255, 256, 777, 1535, 1536]
         gal[pos] = special
         qs = rng.standard_normal((67, 256)) * 3.0
-        gq = quantize_embeddings(gal)
-        qq = quantize_embeddings(qs)
-        sims = similarity(qq, gq)
+        sims = similarity(qs, gal)
         for p in pos[1:]:
             np.testing.assert_array_equal(sims[:, p], sims[:, pos[0]])
-        # Exact: equal to the integer dot product computed in Python.
-        for i, j in [(0, 0), (5, 777), (66, 1536)]:
-            exact = sum(int(a) * int(b) for a, b in zip(qq[i], gq[j]))
-            self.assertEqual(sims[i, j], exact * 2.0**-46)
-        # Matches float64 cosine similarity to ~1e-6.
+        # The plain float64 cosine similarity, to rounding.
+        g64 = gal.astype(np.float64)
         ref = (qs / np.linalg.norm(qs, axis=1, keepdims=True)) @ (
-            gal / np.linalg.norm(gal, axis=1, keepdims=True)
+            g64 / np.linalg.norm(g64, axis=1, keepdims=True)
         ).T
-        self.assertLess(np.abs(sims - ref).max(), 1e-6)
+        self.assertLess(np.abs(sims - ref).max(), 1e-14)
         # Normalisation does not depend on the batch a row sits in.
-        np.testing.assert_array_equal(quantize_embeddings(gal[5:6]), gq[5:6])
+        np.testing.assert_array_equal(
+            normalize_embeddings(gal[5:6]), normalize_embeddings(gal)[5:6]
+        )
+        # ... and the ranking ties them exactly wherever they sit: the copies of the TP's
+        # embedding in other images are tied negatives (ranked above it, pessimistically).
+        n_img = 40
+        per_image = []
+        others = rng.standard_normal((3 * n_img, 256))
+        for i in range(n_img):
+            e = others[i * 3 : i * 3 + 3]
+            per_image.append([([0, 0, 10 + j, 30], 0.9, e[j]) for j in range(3)])
+        per_image[0][0] = ([0, 0, 10, 30], 0.9, special)  # the TP
+        copies = [5, 17, 33]
+        for i in copies:
+            per_image[i][2] = ([0, 0, 12, 30], 0.9, special)
+        table = _table(per_image)
+        gal_q = SearchGalleries.from_lists([np.arange(n_img)], [[[0, 0, 10, 30]] + [NAN4] * 39])
+        res = _score([special.astype(np.float64) + 0.0], table, gal_q)
+        self.assertAlmostEqual(res.ap[0], 1 / (1 + len(copies)), places=12)
+        self.assertEqual(res.hits[0].tolist(), [False, True, True])
+
+    def test_near_ties_one_ulp_apart_keep_their_order(self):
+        # Unit embeddings whose similarities to the query e0 are exactly their first components
+        # (every other product is 0, so any summation order is exact): candidates 1 ulp apart
+        # must keep the order of the plain float64 similarity, and exact duplicates must tie.
+        rng = np.random.default_rng(7)
+        found = []
+        while len(found) < 2:
+            a = rng.uniform(0.55, 0.6)
+            b = np.sqrt(1.0 - a * a)
+            a2 = np.nextafter(a, 1.0)
+            # keep the pairs that are unit vectors as given (normalisation is then exact)
+            if a * a + b * b == 1.0 and a2 * a2 + b * b == 1.0:
+                found.append((a, a2, b))
+        (a, a2, b), (c, c2, d) = sorted(found, reverse=True)
+        self.assertLess(c2, a)
+        pad = [0.0, 0.0]
+        query = [[1.0, 0.0, 0.0, 0.0]]
+        np.testing.assert_array_equal(normalize_embeddings([[a, b] + pad])[0, 0], a)
+        gt = [0, 0, 50, 100]
+        box2 = [100, 0, 150, 100]
+        # image 0: TP with sim a; image 1: negative with sim a + 1 ulp (ranked above);
+        # image 2: TP with sim c2; image 3: negative with sim c (ranked below) and an exact
+        # duplicate of the TP's embedding (tied with it).
+        table = _table(
+            [
+                [(gt, 0.9, [a, b] + pad)],
+                [(box2, 0.9, [a2, b] + pad)],
+                [(gt, 0.9, [c2, d] + pad)],
+                [(box2, 0.9, [c, d] + pad), ([200, 0, 250, 100], 0.9, [c2, d] + pad)],
+            ]
+        )
+        gal = SearchGalleries.from_lists([[0, 1, 2, 3]], [[gt, NAN4, gt, NAN4]])
+        res = _score(query, table, gal)
+        # ranking by plain float64 similarity (c, c2 < a): a2 (neg) > a (TP) > {c2 (TP), c2 (neg)}
+        # > c (neg). AP = (1/2 + 2/4) / 2
+        self.assertAlmostEqual(res.ap[0], (1 / 2 + 2 / 4) / 2, places=12)
+        self.assertEqual(res.hits[0].tolist(), [False, True, True])
 
     def test_query_without_positive_is_skipped(self):
         gt = [0, 0, 50, 100]
@@ -397,9 +462,7 @@ def _random_scenario(rng, gal_names, gal_boxes, emb_dim=32, noise=0.9):
 class TestAgainstReference(unittest.TestCase):
     def _compare(self, qe, table, gal, **kw):
         res = evaluate_search(qe, table, gal, **kw)
-        ref = reference_search(
-            qe, table, gal, kw.get("det_thresh", 0.5), kw.get("duplicates", "first")
-        )
+        ref = _oracle(qe, table, gal, kw.get("det_thresh", 0.5), kw.get("duplicates", "first"))
         np.testing.assert_allclose(res.ap, ref["ap"], rtol=0, atol=1e-9)
         np.testing.assert_array_equal(res.hits, ref["hits"])
         np.testing.assert_array_equal(res.count_tp, ref["count_tp"])

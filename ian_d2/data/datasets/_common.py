@@ -1,18 +1,24 @@
-"""Helpers shared by the CUHK-SYSU and PRW loaders: .mat access, box conversion, image checks.
+"""Helpers shared by the CUHK-SYSU and PRW loaders: .mat access, box conversion, image checks,
+and the on-disk cache of parsed annotation files.
 
 Every error raised here names the file (and the variable or image) and says what was expected, so
-that a user pointing the code at a half-downloaded dataset knows what to fix.
+that a user pointing the code at a half-downloaded dataset knows what to fix. The annotation
+readers import neither torch nor Detectron2 (the rescore CLI uses them without a model); scipy and
+PIL are imported when a file is really parsed.
 """
 
+import hashlib
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+import pickle
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
-import scipy.io
-from PIL import Image
 
 __all__ = [
+    "XYXY_ABS",
+    "cache_dir",
+    "cached_parse",
     "DatasetFormatError",
     "ENV_HINT",
     "require_dir",
@@ -33,6 +39,73 @@ ENV_HINT = (
     "Set $DETECTRON2_DATASETS to the folder that holds the datasets (default: ./datasets); "
     "see datasets/README.md for the expected tree."
 )
+
+
+XYXY_ABS = 0
+"""``detectron2.structures.BoxMode.XYXY_ABS``, the ``bbox_mode`` of every record. BoxMode is an
+IntEnum, so Detectron2 accepts the integer wherever it reads ``bbox_mode``; the loaders keep the
+integer so that reading annotations does not import torch."""
+
+CACHE_ENV = "IAN_D2_CACHE"
+_CACHE_VERSION = 1
+T = TypeVar("T")
+
+
+def cache_dir() -> Optional[str]:
+    """Folder of the parsed-annotation cache: ``$IAN_D2_CACHE``, default ``~/.cache/ian_d2``;
+    None when ``IAN_D2_CACHE`` is ``off`` (or empty)."""
+    value = os.environ.get(CACHE_ENV, os.path.join("~", ".cache", "ian_d2"))
+    if value.strip().lower() in ("", "off", "0", "none"):
+        return None
+    return os.path.expanduser(value)
+
+
+def cached_parse(kind: str, files: Sequence[str], parse: Callable[[], T]) -> T:
+    """``parse()``, cached on disk while every file of ``files`` keeps its size and mtime.
+
+    The cache entry is ``<cache_dir>/annotations/<kind>-<hash of the file paths>.pkl`` and holds
+    the files' (path, size, mtime) stamp: a changed file makes the entry stale, and it is parsed
+    again and rewritten (atomically). An unreadable entry is rebuilt with a warning; a cache
+    folder that cannot be written only costs the parse. ``IAN_D2_CACHE=off`` disables it.
+
+    Args:
+        kind: what is parsed, with every argument that changes the result (e.g.
+            "cuhk_sysu_protocol-TestG100").
+        files: the files the result is read from (each must exist).
+        parse: computes the result (picklable).
+    """
+    folder = cache_dir()
+    if folder is None:
+        return parse()
+    stamp = []
+    for f in files:
+        st = os.stat(f)
+        stamp.append((os.path.abspath(f), st.st_size, st.st_mtime_ns))
+    digest = hashlib.sha1(repr([s[0] for s in stamp]).encode()).hexdigest()[:16]
+    path = os.path.join(folder, "annotations", f"{kind}-{digest}.pkl")
+    try:
+        with open(path, "rb") as fh:
+            version, saved, value = pickle.load(fh)
+        if version == _CACHE_VERSION and saved == stamp:
+            return value
+        logger.info("Annotation cache %s is stale (files changed): parsing again", path)
+    except FileNotFoundError:
+        pass
+    except Exception as e:  # a truncated or foreign file: rebuilt
+        logger.warning("Annotation cache %s is unreadable (%s): parsing again", path, e)
+    value = parse()
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as fh:
+            pickle.dump((_CACHE_VERSION, stamp, value), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as e:
+        logger.warning("Could not write the annotation cache %s: %s", path, e)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return value
 
 
 class DatasetFormatError(ValueError):
@@ -67,6 +140,8 @@ def load_mat_var(path: str, names: Sequence[str], what: str) -> Tuple[str, np.nd
     Returns:
         (the variable name found, its array)
     """
+    import scipy.io
+
     require_file(path, what)
     try:
         mat = scipy.io.loadmat(path, squeeze_me=False)
@@ -132,6 +207,8 @@ def read_image_sizes(
     Raises:
         FileNotFoundError: naming the missing images (never skipped silently).
     """
+    from PIL import Image
+
     sizes: Dict[str, Tuple[int, int]] = {}
     missing: List[str] = []
     for name in names:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import scipy.io
-from detectron2.structures import BoxMode
 
 from ._common import (
+    XYXY_ABS,
     DatasetFormatError,
+    cached_parse,
     check_boxes,
     clip_and_filter,
     load_mat_var,
@@ -35,6 +35,7 @@ from ._common import (
     mat_string,
     resolve_image_sizes,
     require_dir,
+    require_file,
     xywh_to_xyxy,
 )
 
@@ -255,10 +256,15 @@ def _parse_query_gallery(arr: np.ndarray, path: str, gallery_size: Optional[int]
     )
 
 
+def _parse_protocol_file(path: str, var_names: Tuple[str, ...], size) -> "CuhkSysuProtocol":
+    _, arr = load_mat_var(path, var_names, "CUHK-SYSU protocol file")
+    return _parse_query_gallery(arr, path, size)
+
+
 @functools.lru_cache(maxsize=8)
 def _load_protocol_cached(path: str, mtime: float, var_names: Tuple[str, ...], size):
-    _, arr = load_mat_var(path, var_names, "CUHK-SYSU protocol file")
-    proto = _parse_query_gallery(arr, path, size)
+    kind = f"cuhk_sysu_protocol-{'-'.join(var_names)}-{size}"
+    proto = cached_parse(kind, [path], lambda: _parse_protocol_file(path, var_names, size))
     logger.info(
         "Loaded CUHK-SYSU protocol %s: %d queries x %d gallery entries",
         path,
@@ -323,6 +329,8 @@ def load_cuhk_sysu_subset_indices(root: str, subset: str, reference=None) -> np.
     path = os.path.join(cuhk_sysu_paths(root)["subset_dir"], SUBSET_FILES[subset])
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CUHK-SYSU {subset} subset: file '{path}' does not exist")
+    import scipy.io
+
     names = tuple(name for name, _, _ in scipy.io.whosmat(path))
     if len(names) != 1:
         raise DatasetFormatError(f"'{path}': expected one variable, found {list(names)}")
@@ -360,6 +368,11 @@ def load_cuhk_sysu_images(root: str) -> Dict[str, np.ndarray]:
     Boxes are kept as listed (zero-size ones included); the split loaders drop those.
     """
     path = cuhk_sysu_paths(root)["images_mat"]
+    require_file(path, "CUHK-SYSU image annotations")
+    return cached_parse("cuhk_sysu_images", [path], lambda: _parse_images_mat(path))
+
+
+def _parse_images_mat(path: str) -> Dict[str, np.ndarray]:
     _, img = load_mat_var(path, ("Img",), "CUHK-SYSU image annotations")
     if img.dtype.names is None or not {"imname", "box"} <= set(img.dtype.names):
         raise DatasetFormatError(
@@ -392,8 +405,13 @@ def load_cuhk_sysu_images(root: str) -> Dict[str, np.ndarray]:
 
 def _load_pool(root: str) -> List[str]:
     path = cuhk_sysu_paths(root)["pool_mat"]
-    _, pool = load_mat_var(path, ("pool",), "CUHK-SYSU test image list")
-    return mat_cell_strings(pool)
+    require_file(path, "CUHK-SYSU test image list")
+
+    def parse():
+        _, pool = load_mat_var(path, ("pool",), "CUHK-SYSU test image list")
+        return mat_cell_strings(pool)
+
+    return cached_parse("cuhk_sysu_pool", [path], parse)
 
 
 def _load_train_identities(root: str) -> np.ndarray:
@@ -442,7 +460,7 @@ def _make_records(
         annos = [
             {
                 "bbox": b[k].tolist(),
-                "bbox_mode": BoxMode.XYXY_ABS,
+                "bbox_mode": XYXY_ABS,
                 "category_id": 0,
                 "person_id": int(pids[name][k]),
             }
@@ -580,7 +598,7 @@ def load_cuhk_sysu_query(
                 "annotations": [
                     {
                         "bbox": proto.query_boxes[q].tolist(),
-                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "bbox_mode": XYXY_ABS,
                         "category_id": 0,
                         "person_id": _pid_from_idname(
                             proto.query_pids[q], f"'{proto.source}' query {q}"

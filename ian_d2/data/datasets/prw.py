@@ -22,10 +22,11 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from detectron2.structures import BoxMode
 
 from ._common import (
+    XYXY_ABS,
     DatasetFormatError,
+    cached_parse,
     check_boxes,
     clip_and_filter,
     load_mat_var,
@@ -123,12 +124,26 @@ def load_prw_frame_boxes(root: str, frame: str) -> Tuple[np.ndarray, np.ndarray]
 
 
 def _read_split(root: str, split: str):
-    """(frames, {frame: ids}, {frame: boxes}) for a split."""
+    """(frames, {frame: ids}, {frame: boxes}) for a split (cached, see ``cached_parse``)."""
     require_dir(root, "PRW root")
-    frames = load_prw_frame_list(root, split)
-    ids, boxes = {}, {}
-    for f in frames:
-        ids[f], boxes[f] = load_prw_frame_boxes(root, f)
+    list_file = os.path.join(root, _SPLITS[split][0])
+    require_file(list_file, f"PRW {split} frame list")
+    frames = cached_parse(
+        f"prw_{split}_frames", [list_file], lambda: load_prw_frame_list(root, split)
+    )
+    ann = prw_paths(root)["annotation_dir"]
+    files = [os.path.join(ann, f + ".jpg.mat") for f in frames]
+    for f, path in zip(frames, files):
+        if not os.path.isfile(path):
+            load_prw_frame_boxes(root, f)  # raises, naming the missing file
+
+    def parse():
+        ids, boxes = {}, {}
+        for f in frames:
+            ids[f], boxes[f] = load_prw_frame_boxes(root, f)
+        return ids, boxes
+
+    ids, boxes = cached_parse(f"prw_{split}_boxes", [list_file] + files, parse)
     return frames, ids, boxes
 
 
@@ -188,7 +203,7 @@ def _records(root, split, frames, ids, boxes, remap, image_sizes=None) -> List[d
             annos.append(
                 {
                     "bbox": b[k].tolist(),
-                    "bbox_mode": BoxMode.XYXY_ABS,
+                    "bbox_mode": XYXY_ABS,
                     "category_id": 0,
                     "person_id": pid,
                 }
@@ -315,7 +330,7 @@ def load_prw_query(root: str, image_sizes: Optional[Dict] = None) -> List[dict]:
                 "annotations": [
                     {
                         "bbox": box.tolist(),
-                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "bbox_mode": XYXY_ABS,
                         "category_id": 0,
                         "person_id": pid,
                     }
