@@ -366,7 +366,13 @@ def cuhk_sysu_protocols(
     def load(size: int):
         if size not in cache:
             proto = load_cuhk_sysu_protocol(root, size)
-            gal = SearchGalleries.from_names(proto.gallery_imnames, proto.gallery_boxes, table)
+            lut = table.index_of(proto.image_names, what=f"'{proto.source}': gallery image")
+            gal = SearchGalleries(
+                lut.astype(np.int32)[proto.gallery_codes],
+                proto.pos_query,
+                proto.pos_col,
+                proto.pos_boxes,
+            )
             cache[size] = (proto, gal, _protocol_rows(proto, qmap))
         return cache[size]
 

@@ -80,7 +80,10 @@ def cuhk_sysu_paths(root: str) -> Dict[str, str]:
 class CuhkSysuProtocol:
     """Queries and per-query galleries of one CUHK-SYSU protocol file.
 
-    Q: number of queries, N: gallery entries per query.
+    Q: number of queries, N: gallery entries per query, M: distinct gallery images, P: positive
+    entries. The galleries are stored compactly (TestG4000 has 11.6 million entries): image
+    codes into ``image_names`` and the query person's boxes as a sparse list; the dense views
+    ``gallery_imnames`` and ``gallery_boxes`` are built on access.
 
     Attributes:
         gallery_size: N.
@@ -89,9 +92,11 @@ class CuhkSysuProtocol:
         query_boxes: float64 [Q, 4] XYXY_ABS.
         query_pids: Q identity names, e.g. 'p10581'.
         query_ishard: bool [Q].
-        gallery_imnames: str array [Q, N]; entries that contain the person come first.
-        gallery_boxes: float64 [Q, N, 4] XYXY_ABS of the query person, NaN rows where the person
-            is not in that gallery image.
+        image_names: the M distinct gallery image names.
+        gallery_codes: int32 [Q, N] index into ``image_names`` of every entry; entries that
+            contain the person come first.
+        pos_query, pos_col: int64 [P] entry (query, column) of every positive entry, sorted.
+        pos_boxes: float64 [P, 4] XYXY_ABS box of the query person in that entry.
     """
 
     gallery_size: int
@@ -100,33 +105,50 @@ class CuhkSysuProtocol:
     query_boxes: np.ndarray
     query_pids: List[str]
     query_ishard: np.ndarray
-    gallery_imnames: np.ndarray
-    gallery_boxes: np.ndarray
+    image_names: List[str]
+    gallery_codes: np.ndarray
+    pos_query: np.ndarray
+    pos_col: np.ndarray
+    pos_boxes: np.ndarray
 
     @property
     def num_queries(self) -> int:
         return len(self.query_imnames)
 
     @property
+    def gallery_imnames(self) -> np.ndarray:
+        """str [Q, N] image name of every gallery entry."""
+        return np.asarray(self.image_names, dtype=str)[self.gallery_codes]
+
+    @property
+    def gallery_boxes(self) -> np.ndarray:
+        """float64 [Q, N, 4] box of the query person in every entry, NaN rows where absent."""
+        out = np.full(self.gallery_codes.shape + (4,), np.nan)
+        out[self.pos_query, self.pos_col] = self.pos_boxes
+        return out
+
+    @property
     def positives(self) -> np.ndarray:
         """bool [Q, N]: whether the gallery entry contains the query person."""
-        return ~np.isnan(self.gallery_boxes[..., 0])
+        out = np.zeros(self.gallery_codes.shape, dtype=bool)
+        out[self.pos_query, self.pos_col] = True
+        return out
 
     def count_gt(self) -> np.ndarray:
         """int [Q]: number of gallery entries that contain the query person."""
-        return self.positives.sum(axis=1)
+        return np.bincount(self.pos_query, minlength=self.num_queries)
 
     def duplicate_gallery_entries(self) -> Dict[int, List[str]]:
         """Queries whose gallery lists an image more than once: {query index: [image names]}.
 
-        A known quirk of the real files (4 queries of TestG100); see PROTOCOLS.md for how the
-        reference evaluation treats them.
+        A known quirk of the real files (4 queries of TestG100); see ``docs/protocols.md`` for
+        how the reference evaluation treats them.
         """
         out = {}
         for q in range(self.num_queries):
-            names, counts = np.unique(self.gallery_imnames[q], return_counts=True)
+            codes, counts = np.unique(self.gallery_codes[q], return_counts=True)
             if (counts > 1).any():
-                out[q] = sorted(names[counts > 1].tolist())
+                out[q] = sorted(self.image_names[c] for c in codes[counts > 1])
         return out
 
     def queries_in_own_gallery(self) -> Dict[int, bool]:
@@ -135,17 +157,27 @@ class CuhkSysuProtocol:
         The value says whether that gallery entry carries exactly the query box (a quirk of the
         real TestG100: 2 queries, one with the identical box).
         """
+        code = {n: c for c, n in enumerate(self.image_names)}
         out = {}
         for q in range(self.num_queries):
-            hit = np.flatnonzero(self.gallery_imnames[q] == self.query_imnames[q])
+            c = code.get(self.query_imnames[q])
+            if c is None:
+                continue
+            hit = np.flatnonzero(self.gallery_codes[q] == c)
             if hit.size:
-                boxes = self.gallery_boxes[q, hit]
+                sel = (self.pos_query == q) & np.isin(self.pos_col, hit)
+                boxes = self.pos_boxes[sel]
                 out[q] = bool(np.any(np.all(boxes == self.query_boxes[q], axis=1)))
         return out
 
     def subset(self, indices: Sequence[int]) -> "CuhkSysuProtocol":
         """A protocol restricted to the given query indices (same galleries)."""
         idx = np.asarray(indices, dtype=np.int64)
+        remap = np.full(self.num_queries, -1, dtype=np.int64)
+        remap[idx] = np.arange(idx.size)
+        keep = np.isin(self.pos_query, idx)
+        pq, pc, pb = remap[self.pos_query[keep]], self.pos_col[keep], self.pos_boxes[keep]
+        order = np.lexsort((pc, pq))
         return CuhkSysuProtocol(
             gallery_size=self.gallery_size,
             source=self.source,
@@ -153,8 +185,11 @@ class CuhkSysuProtocol:
             query_boxes=self.query_boxes[idx],
             query_pids=[self.query_pids[i] for i in idx],
             query_ishard=self.query_ishard[idx],
-            gallery_imnames=self.gallery_imnames[idx],
-            gallery_boxes=self.gallery_boxes[idx],
+            image_names=self.image_names,
+            gallery_codes=self.gallery_codes[idx],
+            pos_query=pq[order],
+            pos_col=pc[order],
+            pos_boxes=pb[order],
         )
 
 
@@ -212,7 +247,8 @@ def _parse_query_gallery(arr: np.ndarray, path: str, gallery_size: Optional[int]
     if n_q == 0:
         raise DatasetFormatError(f"'{path}': the protocol lists no query")
     q_names, q_boxes, q_pids, q_hard = [], np.empty((n_q, 4)), [], np.zeros(n_q, dtype=bool)
-    g_names, g_boxes = [], None
+    code: Dict[str, int] = {}
+    codes, pos_q, pos_c, pos_b = None, [], [], []
     for i, e in enumerate(entries):
         where = f"'{path}' query {i}"
         q = np.asarray(e["Query"]).reshape(-1)
@@ -228,31 +264,36 @@ def _parse_query_gallery(arr: np.ndarray, path: str, gallery_size: Optional[int]
         q_hard[i] = bool(hard[0]) if hard.size else False
 
         g = np.asarray(e["Gallery"]).reshape(-1)
-        if g_boxes is None:
+        if codes is None:
             n_g = len(g)
             if gallery_size is not None and n_g != gallery_size:
                 raise DatasetFormatError(
                     f"{where}: expected {gallery_size} gallery entries (from the file name), "
                     f"found {n_g}"
                 )
-            g_boxes = np.full((n_q, n_g, 4), np.nan)
-        elif len(g) != g_boxes.shape[1]:
+            codes = np.empty((n_q, n_g), dtype=np.int32)
+        elif len(g) != codes.shape[1]:
             raise DatasetFormatError(
-                f"{where}: {len(g)} gallery entries, but query 0 has {g_boxes.shape[1]}"
+                f"{where}: {len(g)} gallery entries, but query 0 has {codes.shape[1]}"
             )
-        g_names.append([mat_string(x) for x in g["imname"]])
+        codes[i] = [code.setdefault(mat_string(x), len(code)) for x in g["imname"]]
         for j, loc in enumerate(g["idlocate"]):
             if np.asarray(loc).size:
-                g_boxes[i, j] = _box_or_nan(loc, f"{where} Gallery[{j}].idlocate")
+                pos_q.append(i)
+                pos_c.append(j)
+                pos_b.append(_box_or_nan(loc, f"{where} Gallery[{j}].idlocate"))
     return CuhkSysuProtocol(
-        gallery_size=g_boxes.shape[1],
+        gallery_size=codes.shape[1],
         source=path,
         query_imnames=q_names,
         query_boxes=q_boxes,
         query_pids=q_pids,
         query_ishard=q_hard,
-        gallery_imnames=np.asarray(g_names, dtype=str).reshape(n_q, -1),
-        gallery_boxes=g_boxes,
+        image_names=list(code),
+        gallery_codes=codes,
+        pos_query=np.asarray(pos_q, dtype=np.int64),
+        pos_col=np.asarray(pos_c, dtype=np.int64),
+        pos_boxes=np.asarray(pos_b, dtype=np.float64).reshape(-1, 4),
     )
 
 
@@ -552,13 +593,16 @@ def load_cuhk_sysu_gallery(
     ids: Dict[Tuple, int] = {}
     if find_cuhk_sysu_protocols(root):
         proto = load_cuhk_sysu_protocol(root, gallery_size)
+        pids_of = []
         for q in range(proto.num_queries):
             pid = _pid_from_idname(proto.query_pids[q], f"'{proto.source}' query {q}")
             ids[(proto.query_imnames[q],) + tuple(proto.query_boxes[q].tolist())] = pid
-            for j in np.flatnonzero(proto.positives[q]):
-                ids[(proto.gallery_imnames[q, j],) + tuple(proto.gallery_boxes[q, j].tolist())] = (
-                    pid
-                )
+            pids_of.append(pid)
+        names_of = proto.image_names
+        for q, c, box in zip(
+            proto.pos_query.tolist(), proto.pos_col.tolist(), proto.pos_boxes.tolist()
+        ):
+            ids[(names_of[proto.gallery_codes[q, c]],) + tuple(box)] = pids_of[q]
     pids = {
         n: np.asarray([ids.get((n,) + tuple(b), -1) for b in images[n].tolist()], dtype=np.int64)
         for n in names
