@@ -12,7 +12,7 @@ Q_p queries of one protocol, N gallery entries per query.
 """
 
 import logging
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,26 +23,17 @@ from ..data.datasets.coco_person_search import (
     read_person_search_protocol,
 )
 
-if TYPE_CHECKING:  # the package's names, imported when called (see _api)
-    from . import GalleryTable, SearchGalleries, SearchProtocol
+from .protocols import SearchProtocol, add_pool_negatives, build_prw_galleries
+from .structures import GalleryTable, SearchGalleries
 
 __all__ = ["coco_protocols"]
 
 logger = logging.getLogger(__name__)
 
 
-def _api():
-    """``ian_d2.evaluation``'s public names, imported at call time: this module is imported by
-    the package's own modules, before the package has finished importing."""
-    from . import SearchGalleries, SearchProtocol, add_pool_negatives, build_prw_galleries
-
-    return SearchGalleries, SearchProtocol, add_pool_negatives, build_prw_galleries
-
-
-def _merge(parts, num_queries: int) -> "SearchGalleries":
+def _merge(parts, num_queries: int) -> SearchGalleries:
     """One SearchGalleries of ``num_queries`` rows from parts ``(rows [k], SearchGalleries of k
     queries)``; rows are padded with -1 to the widest part."""
-    SearchGalleries = _api()[0]
     if len(parts) == 1 and np.array_equal(parts[0][0], np.arange(num_queries)):
         return parts[0][1]
     width = max([g.image_index.shape[1] for _, g in parts] + [0])
@@ -60,7 +51,7 @@ def _merge(parts, num_queries: int) -> "SearchGalleries":
 class _Gallery:
     """The gallery records in table terms: table index, camera, person ids and boxes per image."""
 
-    def __init__(self, table: "GalleryTable", gallery_records: Sequence[dict]):
+    def __init__(self, table: GalleryTable, gallery_records: Sequence[dict]):
         self.names = [r["image_id"] for r in gallery_records]
         self.image = table.index_of(self.names, "gallery image")
         self.camera = [r.get("camera_id") for r in gallery_records]
@@ -83,12 +74,11 @@ class _Gallery:
 def _build(
     spec: ProtocolSpec,
     proto: PersonSearchProtocol,
-    table: "GalleryTable",
+    table: GalleryTable,
     gal: _Gallery,
     query_image: np.ndarray,
-) -> "SearchGalleries":
+) -> SearchGalleries:
     """SearchGalleries [Q_p] of one protocol."""
-    SearchGalleries, _, add_pool_negatives, build_prw_galleries = _api()
     qidx = spec.query_indices
     groups: Dict[object, List[int]] = {}
     for k, g in enumerate(spec.galleries):
@@ -154,13 +144,13 @@ def _build(
 
 def coco_protocols(
     protocol: Union[str, PersonSearchProtocol],
-    table: "GalleryTable",
+    table: GalleryTable,
     gallery_records: Sequence[dict],
     query_records: Sequence[dict],
     rows: np.ndarray,
     *,
     keys: Optional[Sequence[str]] = None,
-) -> List["SearchProtocol"]:
+) -> List[SearchProtocol]:
     """The protocols of a COCO person-search protocol file, ready for ``evaluate_search``.
 
     Args:
@@ -179,7 +169,6 @@ def coco_protocols(
         ValueError: the query records do not match the protocol's queries (another protocol
             file), a requested key is not in the file, a gallery image is not in the table.
     """
-    SearchProtocol = _api()[1]
     proto = read_person_search_protocol(protocol) if isinstance(protocol, str) else protocol
     src = proto.source
     qrow = np.full(proto.num_queries, -1, np.int64)

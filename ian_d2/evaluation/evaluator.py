@@ -89,7 +89,9 @@ class PersonSearchEvaluator(DatasetEvaluator):
             )
         self._dataset_name = dataset_name
         self._family = family
-        self._root = meta.get("dataset_root", None)
+        # where the protocols are read: the CUHK-SYSU root, or a COCO set's protocol file
+        # (written by then for a derived protocol: the split is loaded before evaluation)
+        self._root_key = "protocol_file" if family == "coco" else "dataset_root"
         self._distributed = distributed
         self._output_dir = output_dir
         self._options = EvalOptions.from_cfg(
@@ -215,8 +217,9 @@ class PersonSearchEvaluator(DatasetEvaluator):
         if self._output_dir and self._options.save_predictions:
             PathManager.mkdirs(self._output_dir)
             save_predictions(preds, os.path.join(self._output_dir, PREDICTIONS_FILE))
+        root = MetadataCatalog.get(self._dataset_name).get(self._root_key, None)
         results, settings = evaluate_person_search(
-            preds, gallery_records, query_records, self._family, self._root, self._options
+            preds, gallery_records, query_records, self._family, root, self._options
         )
         self.settings = settings
         if self._output_dir:

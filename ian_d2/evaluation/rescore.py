@@ -8,6 +8,8 @@ Usage::
         [--det-thresh 0.5] [--duplicates first|per_entry] [--det-eval-thresh 0.01]
     python -m ian_d2.evaluation.rescore PRED.npz --dataset-root datasets/PRW --dataset prw \\
         [--multi-view | --all-camera]
+    python -m ian_d2.evaluation.rescore PRED.npz --dataset coco \\
+        --dataset-root my_data/test.json [--protocol-file my_data/test_protocol.json]
 
 The ground truth is rebuilt from the annotation files with the image sizes stored in the
 predictions file (the images are not needed), by the same code as the evaluator
@@ -17,7 +19,9 @@ CUHK-SYSU: without ``--gallery-size`` every protocol is reported as by the evalu
 (``search`` = gallery 100, ``search_g{N}``, ``search_full``, ``search_occlusion``,
 ``search_resolution``); ``--gallery-size N`` (repeatable; -1 = full pool) reports only those,
 under the evaluator's keys. PRW: both protocols by default; ``--multi-view`` only the
-multi-view one, ``--all-camera`` only the all-camera one.
+multi-view one, ``--all-camera`` only the all-camera one. COCO person-search sets (your own
+data): ``--dataset-root`` is the test JSON, ``--protocol-file`` its protocol file (default: the
+protocol derived from the JSON, the same file as the evaluator used); every protocol of the file.
 
 Prints one JSON object: ``{"predictions", "dataset", "results": {key: {metric: value}},
 "settings": {key: {...}}}``; ``results`` is what the evaluator returns for the same settings.
@@ -40,11 +44,24 @@ __all__ = ["rescore", "build_parser", "main"]
 logger = logging.getLogger(__name__)
 
 
+def _load_ground_truth(dataset: str, dataset_root: str, protocol_file, image_sizes):
+    """(gallery records, query records, protocol root) rebuilt from the annotation files."""
+    if dataset == "coco":
+        from ..data.datasets.coco_person_search import load_person_search_coco_test
+
+        return load_person_search_coco_test(
+            dataset_root, None, protocol_file, image_sizes=image_sizes
+        )
+    gallery, queries = load_test_split(dataset, dataset_root, image_sizes)
+    return gallery, queries, dataset_root
+
+
 def rescore(
     predictions: str,
     dataset_root: str,
     dataset: str,
     *,
+    protocol_file: Optional[str] = None,
     gallery_sizes: Optional[Sequence[int]] = None,
     multi_view: Optional[bool] = None,
     det_thresh: float = 0.5,
@@ -56,8 +73,10 @@ def rescore(
 
     Args:
         predictions: path of a ``person_search_predictions.npz``.
-        dataset_root: the dataset folder (annotation files only are read).
-        dataset: "cuhk_sysu" or "prw"; must match the file's dataset family.
+        dataset_root: the dataset folder (annotation files only are read); for "coco", the
+            test JSON.
+        dataset: "cuhk_sysu", "prw" or "coco"; must match the file's dataset family.
+        protocol_file: "coco" only: the protocol JSON (None: the derived one).
         gallery_sizes: CUHK-SYSU gallery sizes (-1 = full pool); None or empty = all.
         multi_view: PRW: None = both protocols, True = multi-view only, False = all-camera only.
         det_thresh: search detection threshold.
@@ -80,7 +99,11 @@ def rescore(
         raise ValueError("--gallery-size applies to CUHK-SYSU only")
     if multi_view is not None and dataset != "prw":
         raise ValueError("--multi-view / --all-camera apply to PRW only")
-    gallery, queries = load_test_split(dataset, dataset_root, preds.image_sizes())
+    if protocol_file is not None and dataset != "coco":
+        raise ValueError("--protocol-file applies to COCO person-search sets only")
+    gallery, queries, root = _load_ground_truth(
+        dataset, dataset_root, protocol_file, preds.image_sizes()
+    )
     options = EvalOptions(
         det_thresh=det_thresh,
         det_eval_thresh=det_eval_thresh,
@@ -93,7 +116,7 @@ def rescore(
         det_labeled=det_labeled,
         save_predictions=False,
     )
-    return evaluate_person_search(preds, gallery, queries, dataset, dataset_root, options)
+    return evaluate_person_search(preds, gallery, queries, dataset, root, options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-score saved person-search predictions (no images, no model).",
     )
     p.add_argument("predictions", help="person_search_predictions.npz written by the evaluator")
-    p.add_argument("--dataset-root", required=True, help="dataset folder (annotations)")
+    p.add_argument(
+        "--dataset-root", required=True, help="dataset folder (annotations); coco: the test JSON"
+    )
     p.add_argument("--dataset", required=True, choices=FAMILIES, help="dataset family")
+    p.add_argument("--protocol-file", help="coco: the protocol JSON (default: the derived one)")
     p.add_argument(
         "--gallery-size",
         type=int,
@@ -151,6 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.predictions,
             args.dataset_root,
             args.dataset,
+            protocol_file=args.protocol_file,
             gallery_sizes=args.gallery_size,
             multi_view=args.multi_view,
             det_thresh=args.det_thresh,

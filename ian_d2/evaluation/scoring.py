@@ -28,8 +28,10 @@ __all__ = ["FAMILIES", "evaluate_person_search", "applied_score_thresh"]
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = ("cuhk_sysu", "prw")
-"""Dataset families with search protocols: the format of their annotation files."""
+FAMILIES = ("cuhk_sysu", "prw", "coco")
+"""Dataset families with search protocols: the format of their annotation files ("coco": a
+COCO person-search JSON with its protocol JSON, see :mod:`ian_d2.data.datasets.coco_person_search`).
+"""
 
 
 def applied_score_thresh(requested: float, score_floor: Optional[float], name: str) -> float:
@@ -78,6 +80,12 @@ def _search_protocols(
         logger.warning("No query in the dataset: only detection is evaluated")
         return []
     rows = query_rows(preds, query_records)
+    if family == "coco":
+        from .coco_protocols import coco_protocols
+
+        if root is None:
+            raise ValueError("COCO person-search evaluation needs its protocol file")
+        return coco_protocols(root, table, gallery_records, query_records, rows)
     if family == "cuhk_sysu":
         if root is None:
             raise ValueError("CUHK-SYSU evaluation needs the dataset root (protocol files)")
@@ -114,8 +122,9 @@ def evaluate_person_search(
         preds: gallery detections and query embeddings (validated here).
         gallery_records: gallery records (GT boxes, person ids, PRW camera ids).
         query_records: query records (``query_index``, the query box and person id).
-        family: "cuhk_sysu" or "prw".
-        root: dataset root (CUHK-SYSU protocol and subset files; unused for PRW).
+        family: one of :data:`FAMILIES`.
+        root: CUHK-SYSU: the dataset root (protocol and subset files); "coco": the protocol
+            file; unused for PRW.
         options: thresholds and protocol selection.
 
     Returns:

@@ -34,9 +34,11 @@ from ian_d2.evaluation import (
     cuhk_sysu_protocols,
     evaluate_search,
     prw_protocols,
+    save_predictions,
 )
 from ian_d2.evaluation.coco_protocols import coco_protocols
 from ian_d2.evaluation.protocols import build_gallery_table, query_rows
+from ian_d2.evaluation.rescore import rescore
 
 EMBED_DIM = 16
 
@@ -720,6 +722,30 @@ class _RoundTrip:
                 np.testing.assert_array_equal(
                     getattr(c.galleries, attr), getattr(b.galleries, attr), err_msg=b.key
                 )
+
+    def test_rescore_same_numbers(self):
+        # End to end through the rescore entry point: the same predictions, saved once as the
+        # built-in dataset's and once as the converted set's, give the same results.
+        preds = fake_predictions(self.gallery, self.queries, seed=1)
+        hw = np.repeat(preds.gallery_image_sizes, np.diff(preds.gallery_offsets), axis=0)
+        b = preds.gallery_boxes  # jittered boxes clipped to their image (a saved file's rule)
+        b[:, 0::2] = np.clip(b[:, 0::2], 0, hw[:, 1:2])
+        b[:, 1::2] = np.clip(b[:, 1::2], 0, hw[:, 0:1])
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = {}
+            for family in (self.family, "coco"):
+                preds.dataset_family = family
+                paths[family] = save_predictions(preds, os.path.join(tmp, f"{family}.npz"))
+            builtin, _ = rescore(paths[self.family], self.root, self.family)
+            converted, settings = rescore(
+                paths["coco"],
+                os.path.join(self.out, "test.json"),
+                "coco",
+                protocol_file=os.path.join(self.out, "test_protocol.json"),
+            )
+        self.assertEqual(list(converted), self.keys + ["detection", "detection_labeled"])
+        self.assertEqual(converted, builtin)  # every metric, exactly
+        self.assertIn("test_protocol.json", str(settings["search"]))
 
     def test_registered_through_dataset_list(self):
         names = register_coco_dataset_list(os.path.join(self.out, "datasets.json"))
