@@ -9,7 +9,7 @@ import unittest
 import numpy as np
 import scipy.io
 
-from ian_d2.data.synthetic import generate_cuhk_sysu, generate_prw
+from ian_d2.data.synthetic import generate_cuhk_sysu, generate_prw, make_config
 from ian_d2.data.synthetic.__main__ import main as cli_main
 
 _REAL_TESTG100 = os.path.join(
@@ -229,6 +229,38 @@ class TestSyntheticCUHKSYSU(_TmpMixin, unittest.TestCase):
         self.assertEqual(
             cv2.imread(os.path.join(out, "Image", "SSM", "s1.jpg")).shape, (240, 320, 3)
         )
+
+
+class TestAblationPreset(_TmpMixin, unittest.TestCase):
+    def test_ablation_preset(self):
+        """The ablations' test set: 300 queries (one per test identity), galleries 50-400 that
+        fit in the pool, identities as seen in the demo's training set."""
+        cfg = make_config("cuhk_sysu", "ablation")
+        self.assertEqual(cfg.num_test_identities, 300)
+        n_pool = int(round(cfg.num_images * cfg.test_image_fraction))
+        self.assertEqual(n_pool, 520)
+        self.assertEqual(cfg.gallery_sizes, (50, 100, 200, 400))
+        self.assertLess(max(cfg.gallery_sizes), n_pool)
+        self.assertEqual(cfg.num_identities - cfg.num_test_identities, 60)
+        demo = make_config("cuhk_sysu", "default")
+        self.assertEqual(cfg.appearances, demo.appearances)
+        self.assertEqual(cfg.min_person_frac, demo.min_person_frac)
+        self.assertIsNone(demo.test_appearances)
+        with self.assertRaisesRegex(ValueError, "unknown prw size 'ablation'"):
+            make_config("prw", "ablation")
+
+    def test_test_appearances(self):
+        """test_appearances sets how often a test identity appears, train identities unchanged."""
+        root = os.path.join(self._tmpdir(), "cuhk")
+        s = generate_cuhk_sysu(root, size="tiny", seed=0, test_appearances=(2, 2))
+        tt = os.path.join(root, "annotation", "test", "train_test")
+        g = s["gallery_sizes"][0]
+        prot = _mat(os.path.join(tt, f"TestG{g}.mat"))[f"TestG{g}"]
+        for item in prot[0]:  # the query's one other appearance is its only positive
+            self.assertEqual(sum(e["idlocate"].size == 4 for e in item["Gallery"][0]), 1)
+        base = generate_cuhk_sysu(os.path.join(self._tmpdir(), "base"), size="tiny", seed=0)
+        self.assertEqual(s["train_boxes"], base["train_boxes"])
+        self.assertEqual(s["queries"], base["queries"])
 
 
 class TestSyntheticPRW(_TmpMixin, unittest.TestCase):

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Presets: tiny (~30 images, ~15 identities, seconds; CUHK-SYSU galleries 5 and 10, "
             "with two zero-size boxes), small (~200 images), default (~2,500 images, "
             "~800 identities, galleries 50 and 100; 1-2 minutes). "
+            "CUHK-SYSU only: ablation (1,300 images, 300 test identities = 300 queries, "
+            "galleries 50-400 and the 520-image pool; the test set of make ablations). "
             "Video, at 10 fps: tiny (320x240, 3 s, 4 identities), small (640x360, 8 s, "
             "6 identities), default (640x360, 10 s, 10 identities); seconds."
         ),
@@ -47,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output folder (the dataset root)")
     p.add_argument(
-        "--size", default="default", choices=SIZES, help="size preset (default: default)"
+        "--size",
+        default="default",
+        choices=SIZES + ("ablation",),
+        help="size preset (default: default; ablation: CUHK-SYSU only)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument(

@@ -134,6 +134,8 @@ def generate_cuhk_sysu(
     load: Dict[int, int] = {}
     lo, hi = max(2, cfg.appearances[0]), max(2, cfg.appearances[1])
     occ = assign_appearances(rng, n_train, train_imgs, lo, hi, cfg.max_labeled, load)
+    if cfg.test_appearances is not None:
+        lo, hi = max(2, cfg.test_appearances[0]), max(2, cfg.test_appearances[1])
     occ += assign_appearances(rng, n_test, pool, lo, hi, cfg.max_labeled, load)
 
     # Scene plans.

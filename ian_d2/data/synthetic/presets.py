@@ -3,11 +3,11 @@
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 __all__ = ["GeneratorConfig", "SIZES", "make_config", "resolve_workers"]
 
-SIZES = ("tiny", "small", "default")
+SIZES = ("tiny", "small", "default")  # every format; CUHK-SYSU also has "ablation"
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class GeneratorConfig:
             ``Images.mat`` (the real file has some; loaders must drop them).
         appearances: (min, max) appearances of a labeled identity (CUHK-SYSU), or (min, max)
             frames per camera tracklet (PRW).
+        test_appearances: CUHK-SYSU: (min, max) appearances of a test identity (its query and
+            the gallery entries that contain it); None = ``appearances``.
         unlabeled: (min, max) unlabeled persons per image.
         max_labeled: Most labeled persons in one image.
         clutter: (min, max) random clutter objects per image.
@@ -47,6 +49,7 @@ class GeneratorConfig:
     gallery_sizes: Tuple[int, ...] = (50, 100)
     zero_size_boxes: int = 0
     appearances: Tuple[int, int] = (2, 4)
+    test_appearances: Optional[Tuple[int, int]] = None
     unlabeled: Tuple[int, int] = (0, 2)
     max_labeled: int = 4
     clutter: Tuple[int, int] = (1, 4)
@@ -94,6 +97,20 @@ _PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
             min_person_frac=0.3,
             resolution_height=100,
         ),
+        # The ablations' data (dev/ablations.py, make ablations): a training set like the demo's
+        # (60 identities, each seen 8-14 times, in 780 images) and 300 test identities, hence
+        # 300 queries, each in 3-5 of the 520 pool images (galleries 50, 100, 200, 400, pool).
+        "ablation": dict(
+            num_images=1300,
+            num_identities=360,
+            test_id_fraction=300 / 360,
+            test_image_fraction=0.4,
+            gallery_sizes=(50, 100, 200, 400),
+            appearances=(8, 14),
+            test_appearances=(3, 5),
+            min_person_frac=0.3,
+            resolution_height=100,
+        ),
     },
     "prw": {
         "tiny": dict(
@@ -132,7 +149,7 @@ def make_config(fmt: str, size: str = "small", **overrides: Any) -> GeneratorCon
 
     Args:
         fmt: "cuhk_sysu" or "prw".
-        size: One of :data:`SIZES`.
+        size: One of :data:`SIZES`, or "ablation" (CUHK-SYSU only).
         **overrides: Any :class:`GeneratorConfig` field; None values are ignored.
 
     Returns:
@@ -144,7 +161,7 @@ def make_config(fmt: str, size: str = "small", **overrides: Any) -> GeneratorCon
     if fmt not in _PRESETS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(_PRESETS)}")
     if size not in _PRESETS[fmt]:
-        raise ValueError(f"unknown size {size!r}; expected one of {SIZES}")
+        raise ValueError(f"unknown {fmt} size {size!r}; expected one of {tuple(_PRESETS[fmt])}")
     params = dict(_PRESETS[fmt][size])
     names = {f.name for f in dataclasses.fields(GeneratorConfig)}
     for k, v in overrides.items():
