@@ -1,9 +1,49 @@
-"""pytest set-up: the helper modules of tests/ (repo_scripts, synthetic_testing, ...) are
-importable from the tests in its sub-folders too."""
+"""Shared pytest fixtures.
+
+The helper modules of ``tests/`` (``repo_scripts``, ``synthetic_testing``, ...) and of
+``tests/modeling/`` (``ian_modeling_testing``) are importable by name from every test: pyproject's
+``[tool.pytest.ini_options] pythonpath`` puts both folders on ``sys.path`` (processes that
+Detectron2's ``launch`` spawns inherit it).
+
+The tiny synthetic CUHK-SYSU (``size="tiny"``, seed 0) is generated once per session by the
+``synthetic_cuhk_sysu`` fixture. unittest classes get it as the class attribute ``synthetic``,
+set before their ``setUpClass``, by the class marker ``@pytest.mark.synthetic_cuhk_sysu``.
+It is shared: treat it as read-only (copy it to change it).
+"""
 
 import os
-import sys
+from dataclasses import dataclass
+from typing import Dict
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
+import pytest
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    """A generated dataset: its ``$DETECTRON2_DATASETS`` folder, its root inside that folder
+    (under the built-in name, e.g. ``cuhk_sysu_synth``), its image folder and the generator's
+    summary."""
+
+    datasets: str
+    root: str
+    images: str
+    summary: Dict
+
+
+@pytest.fixture(scope="session")
+def synthetic_cuhk_sysu(tmp_path_factory) -> SyntheticDataset:
+    """The tiny synthetic CUHK-SYSU (seed 0) at ``<tmp>/datasets/cuhk_sysu_synth``; read-only."""
+    from ian_d2.data.synthetic import generate_cuhk_sysu  # here: conftest stays light to import
+
+    datasets = str(tmp_path_factory.mktemp("datasets"))
+    root = os.path.join(datasets, "cuhk_sysu_synth")
+    summary = generate_cuhk_sysu(root, size="tiny", seed=0)
+    return SyntheticDataset(datasets, root, os.path.join(root, "Image", "SSM"), summary)
+
+
+@pytest.fixture(scope="class", autouse=True)
+def _attach_synthetic_cuhk_sysu(request):
+    """``cls.synthetic`` for the classes marked ``synthetic_cuhk_sysu`` (before setUpClass:
+    autouse fixtures of conftest come before the class's own)."""
+    if request.cls is not None and request.node.get_closest_marker("synthetic_cuhk_sysu"):
+        request.cls.synthetic = request.getfixturevalue("synthetic_cuhk_sysu")

@@ -101,14 +101,11 @@ def crop_worker(out_dir: str) -> None:
     labeled): every process must still join the collectives (SyncBN, RSS subset); saves the
     averaged gradients.
     """
-    import sys
-
     from detectron2.modeling import build_model
     from detectron2.utils.events import EventStorage
 
     from ian_d2.engine import create_ddp_model
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "modeling"))
     from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
 
     rank = comm.get_rank()

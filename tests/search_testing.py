@@ -1,4 +1,5 @@
-"""Helpers of the search tests: a small saved model, its config, a tiny image gallery."""
+"""Helpers of the search tests: a small saved model and its config. The tiny image gallery is
+the session's synthetic CUHK-SYSU (``@pytest.mark.synthetic_cuhk_sysu``, tests/conftest.py)."""
 
 import os
 
@@ -8,10 +9,9 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from ian_d2.config import add_ian_config
-from ian_d2.data.synthetic import generate_cuhk_sysu
 from repo_scripts import QUICK_CONFIG
 
-__all__ = ["SMALL_OPTS", "make_cfg", "save_model", "make_gallery"]
+__all__ = ["SMALL_OPTS", "make_cfg", "save_model"]
 
 # R-18-GN at 96x128 with 20 proposals and 8 detections per image: indexing costs ~0.05 s/image.
 SMALL_OPTS = [
@@ -42,9 +42,3 @@ def save_model(path: str, seed: int = 0, *opts) -> str:
     folder, name = os.path.split(path)
     DetectionCheckpointer(model, save_dir=folder).save(os.path.splitext(name)[0])
     return path
-
-
-def make_gallery(root: str) -> str:
-    """The 30 images of the tiny synthetic CUHK-SYSU; returns their folder."""
-    generate_cuhk_sysu(root, size="tiny", seed=0)
-    return os.path.join(root, "Image", "SSM")

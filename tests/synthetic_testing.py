@@ -1,4 +1,8 @@
-"""Helpers of the tests that register tiny generated datasets in Detectron2's catalogs."""
+"""Helpers of the tests that register tiny generated datasets in Detectron2's catalogs.
+
+The tiny synthetic CUHK-SYSU itself is generated once per session by the ``synthetic_cuhk_sysu``
+fixture of ``tests/conftest.py``.
+"""
 
 import contextlib
 from typing import Dict
@@ -6,9 +10,8 @@ from typing import Dict
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ian_d2.data import register_person_search_dataset
-from ian_d2.data.synthetic import generate_cuhk_sysu, generate_prw
 
-__all__ = ["registered_synthetic", "unregister"]
+__all__ = ["registered", "unregister"]
 
 
 def unregister(names: Dict[str, str]) -> None:
@@ -19,15 +22,13 @@ def unregister(names: Dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def registered_synthetic(family: str, prefix: str, root: str, size="tiny", seed=0):
+def registered(family: str, prefix: str, root: str):
     """
-    Generate a synthetic ``family`` dataset ("cuhk_sysu" or "prw") under ``root``, register its
-    splits as ``{prefix}_{split}`` and yield ``(names, summary)``; unregistered on exit.
+    Register the splits of the ``family`` dataset ("cuhk_sysu" or "prw") under ``root`` as
+    ``{prefix}_{split}`` and yield their names (split -> registered name); unregistered on exit.
     """
-    generate = generate_cuhk_sysu if family == "cuhk_sysu" else generate_prw
-    summary = generate(root, size=size, seed=seed)
     names = register_person_search_dataset(family, prefix, root)
     try:
-        yield names, summary
+        yield names
     finally:
         unregister(names)

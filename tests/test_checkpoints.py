@@ -23,7 +23,6 @@ import torch
 from detectron2.config import get_cfg
 
 from ian_d2.config import add_ian_config, num_pids_in_checkpoint
-from ian_d2.data.synthetic import generate_cuhk_sysu
 from repo_scripts import REPO, load_script
 
 OIM_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "IAN_R18_GN_OIM_instant_test.yaml")
@@ -114,13 +113,14 @@ def _assert_same(test, a, b, path="checkpoint"):
 
 
 @pytest.mark.slow
+@pytest.mark.synthetic_cuhk_sysu
 class TestCheckpoints(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
-        cls.datasets = os.path.join(cls._tmp.name, "datasets")
-        cls.root = os.path.join(cls.datasets, "cuhk_sysu_synth")  # the built-in synthetic name
-        cls.summary = generate_cuhk_sysu(cls.root, size="tiny", seed=0)
+        cls.datasets = cls.synthetic.datasets
+        cls.root = cls.synthetic.root  # under the built-in synthetic name, cuhk_sysu_synth
+        cls.summary = cls.synthetic.summary
         cls.empty = os.path.join(cls._tmp.name, "empty")
         os.makedirs(cls.empty)
 

@@ -6,18 +6,18 @@ import os
 import tempfile
 import unittest
 
-from ian_d2.data.synthetic import generate_cuhk_sysu
+import pytest
+
 from repo_scripts import QUICK_CONFIG, load_script
 from search_testing import SMALL_OPTS, save_model
 
 
+@pytest.mark.synthetic_cuhk_sysu
 class TestDemo(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
-        root = os.path.join(cls._tmp.name, "cuhk")
-        generate_cuhk_sysu(root, size="tiny", seed=0)
-        cls.images = os.path.join(root, "Image", "SSM")
+        cls.images = cls.synthetic.images
         cls.weights = save_model(os.path.join(cls._tmp.name, "model.pth"))
         cls.demo = load_script("demo.py", "ian_demo")
 

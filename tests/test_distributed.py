@@ -26,7 +26,7 @@ from detectron2.modeling import build_model
 import distributed_workers as workers
 from ian_d2.config import resolve_num_pids
 from repo_scripts import QUICK_CONFIG, REPO, load_script
-from synthetic_testing import registered_synthetic
+from synthetic_testing import registered
 
 TOL = 1e-5
 TIMEOUT = timedelta(seconds=120)
@@ -119,15 +119,16 @@ def _train_argv(root_names, out, *opts, config=QUICK_CONFIG):
 
 
 @pytest.mark.slow
+@pytest.mark.synthetic_cuhk_sysu
 class TestTrainNetTwoProcesses(unittest.TestCase):
     """``train_net.py`` with 2 CPU processes: identical memories; equal to 1 process at lr 0."""
 
     @classmethod
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
-        cls.root = os.path.join(cls._tmp.name, "cuhk")
-        cls._dataset = registered_synthetic("cuhk_sysu", PREFIX, cls.root)
-        cls.names, _ = cls._dataset.__enter__()
+        cls.root = cls.synthetic.root
+        cls._dataset = registered("cuhk_sysu", PREFIX, cls.root)
+        cls.names = cls._dataset.__enter__()
         cls.train_net = load_script("train_net.py", "train_net")
 
     @classmethod
@@ -189,11 +190,12 @@ def _save_random_weights(out_dir, names):
 
 
 @pytest.mark.slow
+@pytest.mark.synthetic_cuhk_sysu
 class TestEvalTwoProcesses(unittest.TestCase):
     def test_eval_only_two_processes_equals_one(self):
         with tempfile.TemporaryDirectory() as tmp:
-            root = os.path.join(tmp, "cuhk")
-            with registered_synthetic("cuhk_sysu", PREFIX + "_eval", root) as (names, _):
+            root = self.synthetic.root
+            with registered("cuhk_sysu", PREFIX + "_eval", root) as names:
                 weights = _save_random_weights(tmp, names)
                 results = {}
                 for n in (1, 2):

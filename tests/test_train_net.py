@@ -5,22 +5,21 @@ import os
 import tempfile
 import unittest
 
+import pytest
 
 from ian_d2.data import register_person_search_dataset
-from ian_d2.data.synthetic import generate_cuhk_sysu
 from repo_scripts import QUICK_CONFIG, load_script
 from synthetic_testing import unregister
 
 PREFIX = "_train_net_test_synth"
 
 
+@pytest.mark.synthetic_cuhk_sysu
 class TestTrainNet(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
-        root = os.path.join(cls._tmp.name, "cuhk")
-        generate_cuhk_sysu(root, size="tiny", seed=0)
-        cls.names = register_person_search_dataset("cuhk_sysu", PREFIX, root)
+        cls.names = register_person_search_dataset("cuhk_sysu", PREFIX, cls.synthetic.root)
         cls.train_net = load_script("train_net.py", "train_net")
 
     @classmethod

@@ -1,7 +1,6 @@
 """End-to-end tests of the IAN model on tiny CPU configs with synthetic inputs."""
 
 import os
-import sys
 import tempfile
 import unittest
 
@@ -16,10 +15,9 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-sys.path.insert(0, os.path.dirname(__file__))
-from ian_modeling_testing import get_tiny_cfg, synthetic_inputs  # noqa: E402
+from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
 
-from ian_d2.modeling import CropClassifier, extract_query_embeddings  # noqa: E402
+from ian_d2.modeling import CropClassifier, extract_query_embeddings
 
 LOSS_KEYS = {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc", "loss_reid", "loss_center"}
 

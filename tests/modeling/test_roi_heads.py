@@ -1,7 +1,5 @@
 """Tests of PersonSearchROIHeads: proposal labeling, ground-truth marking, embeddings."""
 
-import os
-import sys
 import unittest
 
 import torch
@@ -10,11 +8,10 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import EventStorage
 
-sys.path.insert(0, os.path.dirname(__file__))
-from ian_modeling_testing import get_tiny_cfg, synthetic_inputs  # noqa: E402
+from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
 
-from ian_d2.modeling.losses import BACKGROUND_PID  # noqa: E402
-from ian_d2.modeling.roi_heads import GT_INDEX_FIELD  # noqa: E402
+from ian_d2.modeling.losses import BACKGROUND_PID
+from ian_d2.modeling.roi_heads import GT_INDEX_FIELD
 
 
 def _proposals(targets, num_random=40, seed=0):

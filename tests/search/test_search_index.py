@@ -15,11 +15,12 @@ import unittest
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from ian_d2.search import GallerySearcher, IndexManifest, index_gallery
 from ian_d2.search.cli import main as search_main
 from ian_d2.search.store import list_shards
-from search_testing import SMALL_OPTS, make_cfg, make_gallery, save_model
+from search_testing import SMALL_OPTS, make_cfg, save_model
 
 
 class _Interrupt(Exception):
@@ -52,12 +53,13 @@ def _rows(index_dir):
     return sorted(out)
 
 
+@pytest.mark.synthetic_cuhk_sysu
 class TestGalleryIndex(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
         tmp = cls._tmp.name
-        cls.gallery = make_gallery(os.path.join(tmp, "cuhk"))
+        cls.gallery = cls.synthetic.images  # 30 images
         cls.images = sorted(glob.glob(os.path.join(cls.gallery, "*.jpg")))
         cls.weights = save_model(os.path.join(tmp, "model.pth"))
         cls.cfg = make_cfg(cls.weights)

@@ -17,7 +17,7 @@ from ian_d2.search import index_gallery
 from ian_d2.search.cli import main as search_main
 from ian_d2.search.store import list_shards, read_shard_items
 from repo_scripts import QUICK_CONFIG, REPO
-from search_testing import SMALL_OPTS, make_cfg, make_gallery, save_model
+from search_testing import SMALL_OPTS, make_cfg, save_model
 
 
 def _detections(index_dir):
@@ -32,11 +32,12 @@ def _detections(index_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.synthetic_cuhk_sysu
 class TestIndexProcesses(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
-        cls.gallery = make_gallery(os.path.join(cls._tmp.name, "cuhk"))
+        cls.gallery = cls.synthetic.images
         cls.weights = save_model(os.path.join(cls._tmp.name, "model.pth"))
         cls.full = os.path.join(cls._tmp.name, "full")
         index_gallery(make_cfg(cls.weights), [cls.gallery], cls.full, score_thresh=0.0,

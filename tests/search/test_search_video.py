@@ -14,15 +14,17 @@ import unittest
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from ian_d2.data.synthetic import generate_video
 from ian_d2.search import GallerySearcher, expand_gallery, index_gallery, write_ranking
 from ian_d2.search.indexer import load_search_model
 from ian_d2.search.sources import iter_source_items, read_video_frames
 from ian_d2.search.store import list_shards, read_shard_items
-from search_testing import make_cfg, make_gallery, save_model
+from search_testing import make_cfg, save_model
 
 
+@pytest.mark.synthetic_cuhk_sysu
 class TestVideoIndex(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -87,7 +89,7 @@ class TestVideoIndex(unittest.TestCase):
 
     def test_images_and_video_in_one_gallery(self):
         mixed = os.path.join(self._tmp.name, "mixed")
-        images = make_gallery(os.path.join(self._tmp.name, "cuhk"))
+        images = self.synthetic.images
         shutil.copytree(images, os.path.join(mixed, "photos"))
         shutil.copy(os.path.join(self.videos, "cam1.avi"), mixed)
         out = os.path.join(self._tmp.name, "mixed_index")
