@@ -70,6 +70,7 @@ class TestConfigs(unittest.TestCase):
             ("PRW", "IAN_R101_paper_step[123]_*.yaml"),
             ("quick_schedules", "*step[123]_*.yaml"),
             ("Synthetic", "*step[123]_*.yaml"),
+            (os.path.join("Synthetic", "ablations"), "step[123]_*.yaml"),
         ):
             files = sorted(glob.glob(os.path.join(CONFIG_DIR, root, pattern)))
             steps = [_load(f) for f in files]
