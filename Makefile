@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DETECTRON2_PIN := sal-detectron2==0.7.2
 
-.PHONY: setup test lint format demo bench clean-venv
+.PHONY: setup test lint format demo ablations ablations-quick bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -24,9 +24,19 @@ $(VENV)/.installed: requirements.txt setup.py Makefile
 test: setup
 	$(PY) -m pytest -q tests
 
-# The embedded default: synthetic CUHK-SYSU -> IAN steps 1-3 -> evaluation, on CPU (~11 min).
+# The embedded default: synthetic CUHK-SYSU -> IAN steps 1-3 and step 3's lambda = 0 twin ->
+# evaluation, seeded, on CPU (~14 min).
 demo: setup
 	$(PY) dev/synthetic_demo.py
+
+# IAN's ablations (Tables I-IV, Figs. 4-5) on synthetic data, 3 seeds, 95% confidence intervals,
+# report in docs/ablations/ (dev/ablations.py; resumes, skips finished runs; ~2 h on 2 CPU cores,
+# a GPU is used when visible). ablations-quick: the same pipeline on tiny data in a few minutes.
+ablations: setup
+	$(PY) dev/ablations.py
+
+ablations-quick: setup
+	$(PY) dev/ablations.py --quick
 
 # Speed benchmarks (JSON on stdout): scoring at CUHK-SYSU scale, CPU-sized model train/infer.
 bench: setup

@@ -6,12 +6,19 @@
 2. trains step 1 (crop classification pretraining), step 2 (detection + RSS identity loss)
    and step 3 (+ center loss), each from the previous step's weights, with ``train_net.py``
    (``configs/Synthetic/*.yaml``; each step resumes from its last checkpoint if interrupted
-   and is skipped if already finished);
-3. evaluates steps 2 and 3 on every protocol (``train_net.py`` does it at the end of training)
-   and prints mAP / top-1 per gallery size beside the chance level (the same detections
-   ranked by random embeddings).
+   and is skipped if already finished), every run seeded (``SEED``, ``--seed``, default 0);
+3. trains the fair baseline of step 3: the same continuation of step 2 (same schedule, same
+   seed) with λ = 0, i.e. without the center loss (step 3 minus step 2 would also count
+   step 3's 300 extra iterations at another learning rate);
+4. evaluates steps 2 and 3 and the λ = 0 continuation on every protocol (``train_net.py`` does
+   it at the end of training) and prints mAP / top-1 per gallery size beside the chance level
+   (the same detections ranked by random embeddings), and the center loss's difference.
 
-Usage: ``python dev/synthetic_demo.py [--output-dir output/synthetic] [--fresh]``
+Same seed, same machine: the same numbers (the runs are seeded; a step interrupted and
+resumed may differ). For the center loss's effect with confidence intervals (300 queries, 3
+seeds), run ``make ablations`` (dev/ablations.py).
+
+Usage: ``python dev/synthetic_demo.py [--output-dir output/synthetic] [--seed 0] [--fresh]``
 (``make demo``).
 """
 
@@ -24,8 +31,10 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Sequence
 
 import numpy as np
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -41,17 +50,41 @@ from ian_d2.evaluation.rescore import rescore  # noqa: E402
 
 logger = logging.getLogger("ian_d2.synthetic_demo")
 
+STEP3 = "configs/Synthetic/IAN_R18_GN_step3_center.yaml"
+# (name, config, the step whose model_final.pth it starts from, extra opts)
 STEPS = (
-    ("step1", "configs/Synthetic/IAN_R18_GN_step1_crop_pretrain.yaml"),
-    ("step2", "configs/Synthetic/IAN_R18_GN_step2_det_rss.yaml"),
-    ("step3", "configs/Synthetic/IAN_R18_GN_step3_center.yaml"),
+    ("step1", "configs/Synthetic/IAN_R18_GN_step1_crop_pretrain.yaml", "", ()),
+    ("step2", "configs/Synthetic/IAN_R18_GN_step2_det_rss.yaml", "step1", ()),
+    ("step3", STEP3, "step2", ()),
+    # the fair baseline of step 3: the same continuation of step 2 without the center loss
+    ("step3_lambda0", STEP3, "step2", ("MODEL.CENTER_LOSS.WEIGHT", "0.0")),
 )
 TEST_SET = "cuhk_sysu_synth_test"
 RESULTS_FILE = "person_search_results.json"
 
 
-def _run_step(name: str, config: str, out_dir: str, prev_dir: str) -> float:
+def _trained_seed(out_dir: str):
+    """The SEED that ``out_dir`` was trained with (train_net.py's config.yaml), or None."""
+    path = os.path.join(out_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return (yaml.safe_load(f) or {}).get("SEED")
+
+
+def _run_step(
+    name: str, config: str, out_dir: str, prev_dir: str, seed: int, opts: Sequence[str] = ()
+) -> float:
     """Train one step with train_net.py (resuming if interrupted); returns its wall time."""
+    if os.path.isdir(out_dir) and _trained_seed(out_dir) not in (None, seed):
+        logger.info(
+            "%s: %s was trained with SEED %s, not %d: retraining it",
+            name,
+            out_dir,
+            _trained_seed(out_dir),
+            seed,
+        )
+        shutil.rmtree(out_dir)
     if os.path.isfile(os.path.join(out_dir, "model_final.pth")) and (
         name == "step1"
         or os.path.isfile(os.path.join(out_dir, "inference", TEST_SET, RESULTS_FILE))
@@ -59,7 +92,7 @@ def _run_step(name: str, config: str, out_dir: str, prev_dir: str) -> float:
         logger.info("%s: already done in %s (delete it or use --fresh to redo)", name, out_dir)
         return 0.0
     cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", config, "--resume"]
-    cmd += ["OUTPUT_DIR", out_dir]
+    cmd += ["OUTPUT_DIR", out_dir, "SEED", str(seed)] + list(opts)
     if prev_dir:
         cmd += ["MODEL.WEIGHTS", os.path.join(prev_dir, "model_final.pth")]
     logger.info("%s: %s", name, " ".join(cmd))
@@ -84,6 +117,16 @@ def _chance(step_dir: str, root: str, seed: int = 0) -> dict:
     return results
 
 
+def _differences(results: dict):
+    """(step 3 - its λ = 0 twin, step 3 - step 2) at gallery 100, "mAP / top-1" text."""
+
+    def diff(a, b):
+        ra, rb = results[a]["results"]["search"], results[b]["results"]["search"]
+        return f"{ra['mAP'] - rb['mAP']:+.1f} / {ra['top-1'] - rb['top-1']:+.1f}"
+
+    return diff("step3", "step3_lambda0"), diff("step3", "step2")
+
+
 def _table(rows) -> str:
     head = f"{'':<22}" + "".join(f"{k:>14}" for k in rows[0][1])
     lines = [head, "-" * len(head)]
@@ -95,6 +138,7 @@ def _table(rows) -> str:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default=os.path.join(REPO, "output", "synthetic"))
+    parser.add_argument("--seed", type=int, default=0, help="SEED of every training run (0)")
     parser.add_argument("--fresh", action="store_true", help="retrain every step")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
@@ -107,17 +151,18 @@ def main(argv=None) -> dict:
     if args.fresh and os.path.isdir(args.output_dir):
         shutil.rmtree(args.output_dir)
 
-    walls, prev = {}, ""
-    for i, (name, config) in enumerate(STEPS, start=1):
+    walls = {}
+    for i, (name, config, prev, opts) in enumerate(STEPS, start=1):
         logger.info(
             "==== [%d/%d] %s (%.0f s elapsed) ====", i, len(STEPS), name, time.time() - t_start
         )
         out = os.path.join(args.output_dir, name)
-        walls[name] = round(_run_step(name, os.path.join(REPO, config), out, prev), 1)
-        prev = out
+        prev_dir = os.path.join(args.output_dir, prev) if prev else ""
+        wall = _run_step(name, os.path.join(REPO, config), out, prev_dir, args.seed, opts)
+        walls[name] = round(wall, 1)
 
     results = {}
-    for name in ("step2", "step3"):
+    for name in ("step2", "step3_lambda0", "step3"):
         with open(os.path.join(args.output_dir, name, "inference", TEST_SET, RESULTS_FILE)) as f:
             results[name] = json.load(f)
     chance = _chance(os.path.join(args.output_dir, "step3"), root)
@@ -133,6 +178,7 @@ def main(argv=None) -> dict:
     for label, res in (
         ("chance (random emb.)", chance),
         ("step 2: det + RSS", results["step2"]["results"]),
+        ("step 3 with λ = 0", results["step3_lambda0"]["results"]),
         ("step 3: + center loss", results["step3"]["results"]),
     ):
         vals = {names[k]: f"{res[k]['mAP']:.1f} / {res[k]['top-1']:.1f}" for k in keys}
@@ -144,9 +190,26 @@ def main(argv=None) -> dict:
         "detection AP / recall; chance = step 3's detections ranked by random embeddings"
     )
     print(_table(rows))
+    fair, confounded = _differences(results)
+    n_q = results["step3"]["settings"]["search"]["n_queries"]
+    print(
+        f"\ncenter loss, gallery 100: step 3 - (step 3 with λ = 0) = {fair} (mAP / top-1 "
+        f"points): the same 300 iterations from the same step-2 model and seed, only λ "
+        f"differs.\nstep 3 - step 2 = {confounded} also counts step 3's 300 extra iterations; "
+        f"{n_q} queries, one query = {100 / n_q:.1f} top-1 points: one seed on {n_q} queries "
+        "is not evidence for the center loss (make ablations: 300 queries, 3 seeds, 95% "
+        "confidence intervals)."
+    )
     total = time.time() - t_start
     print(f"\nwall time: {total:.0f} s (training + evaluation per step: {walls})")
-    summary = {"results": results, "chance": chance, "wall_seconds": total, "step_seconds": walls}
+    summary = {
+        "results": results,
+        "chance": chance,
+        "seed": args.seed,
+        "center_loss_difference": fair,
+        "wall_seconds": total,
+        "step_seconds": walls,
+    }
     with open(os.path.join(args.output_dir, "demo_summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
     return summary
