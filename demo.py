@@ -27,7 +27,7 @@ from typing import List
 import torch
 from detectron2.utils.logger import setup_logger
 
-import ian_d2  # noqa: F401  (registers the model)
+import ian_d2.config  # noqa: F401  (registers the model)
 from ian_d2.config import get_ian_cfg
 from ian_d2.search import (
     GallerySearcher,

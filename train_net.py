@@ -21,7 +21,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.file_io import PathManager
 
-import ian_d2  # noqa: F401  (registers datasets, heads and meta-architectures)
+import ian_d2.config  # noqa: F401  (registers datasets, heads and meta-architectures)
 from ian_d2.config import get_ian_cfg, resolve_num_pids
 from ian_d2.engine import PersonSearchCheckpointer, PersonSearchTrainer, check_batch_size
 

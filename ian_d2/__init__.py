@@ -1,24 +1,39 @@
 """ian_d2: end-to-end person search (IAN) as a Detectron2 extension.
 
-Importing this package registers its datasets into Detectron2's catalogs. It installs no
-process-wide warning filter.
+``import ian_d2`` is light: it imports neither torch nor Detectron2, so that the tools that need
+neither (``python -m ian_d2.evaluation.rescore``) start in a fraction of a second. ian_d2's
+parts enter Detectron2's registries and catalogs when they are first needed:
+
+* ``ian_d2.modeling`` registers the meta-architectures, ROI heads, embedding heads and losses;
+* ``ian_d2.data.datasets.builtin`` registers the built-in datasets and the COCO person-search
+  dataset lists;
+* ``ian_d2.config`` (``add_ian_config``, ``get_ian_cfg``: every config-driven script) imports
+  both, and so does :func:`register_all` or the first access to a name of this package
+  (``ian_d2.add_ian_config``, ``ian_d2.modeling``, ...).
+
+Importing ian_d2 installs no process-wide warning filter.
 """
 
-import warnings
-
-import torch  # noqa: F401  (first, outside the block below: its own import-time filters stay)
+import importlib
 
 __version__ = "0.1.0"
 
-# Detectron2 0.7.2 scripts helpers with torch.jit when its modules are first imported, which
-# torch 2.14 deprecates: the warning is about Detectron2's code, not the user's. It is silenced
-# for that first import only; `catch_warnings` restores the process-wide filters afterwards.
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning
-    )
-    import detectron2.modeling  # noqa: F401
+_SUBPACKAGES = ("config", "data", "engine", "evaluation", "modeling", "search", "utils")
+_FROM_CONFIG = ("add_ian_config", "get_ian_cfg")
 
-from . import data  # noqa: F401,E402  (registers the datasets)
-from . import modeling  # noqa: F401,E402  (registers heads and meta-architectures)
-from .config import add_ian_config  # noqa: F401,E402
+__all__ = ["register_all", "__version__", *_FROM_CONFIG]
+
+
+def register_all() -> None:
+    """Register ian_d2's model parts and datasets in Detectron2 (idempotent)."""
+    importlib.import_module(".config", __name__)
+
+
+def __getattr__(name: str):
+    if name in _FROM_CONFIG:
+        register_all()
+        return getattr(importlib.import_module(".config", __name__), name)
+    if name in _SUBPACKAGES:
+        register_all()
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

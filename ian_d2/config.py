@@ -8,12 +8,14 @@ import logging
 import os
 from typing import Optional, Sequence
 
+from . import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.utils.file_io import PathManager
 
+from .data.datasets.builtin import get_num_train_pids
 from .evaluation.config import add_person_search_eval_config
 
 __all__ = ["add_ian_config", "get_ian_cfg", "num_pids_in_checkpoint", "resolve_num_pids"]
@@ -206,8 +208,6 @@ def resolve_num_pids(cfg) -> int:
     dataset_error = None
     if meta_pids is None and name is not None:
         try:  # the data package reads the count from the annotations once and caches it
-            from .data import get_num_train_pids
-
             meta_pids = get_num_train_pids(name)
         except Exception as e:
             dataset_error = f"{type(e).__name__}: {e}"
@@ -226,6 +226,12 @@ def resolve_num_pids(cfg) -> int:
     raise ValueError(
         f"MODEL.REID.NUM_PIDS is 0, {where}, and MODEL.WEIGHTS={cfg.MODEL.WEIGHTS!r} is not an "
         "ian_d2 checkpoint recording the number of identities. Set MODEL.REID.NUM_PIDS, register "
-        "the training set (`import ian_d2`, $DETECTRON2_DATASETS) or point MODEL.WEIGHTS to a "
+        "the training set ($DETECTRON2_DATASETS) or point MODEL.WEIGHTS to a "
         "trained .pth checkpoint."
     )
+
+
+# Every config-driven use needs ian_d2's parts in Detectron2's registries and catalogs: importing
+# this module registers them (last, as the model modules read the functions above).
+from . import modeling  # noqa: F401,E402  (meta-architectures, heads and losses)
+from .data.datasets import builtin as _builtin  # noqa: F401,E402  (the built-in datasets)

@@ -1,4 +1,7 @@
-"""Importing ian_d2 installs no process-wide warning filter (each check in a fresh interpreter)."""
+"""Importing ian_d2 is light and installs no process-wide warning filter (each check in a fresh
+interpreter): ``import ian_d2`` loads neither torch nor Detectron2; ``import ian_d2.config``
+(every config-driven script) loads them, with Detectron2's import-time torch.jit deprecation
+warning silenced during that import only."""
 
 import json
 import subprocess
@@ -6,12 +9,22 @@ import sys
 import textwrap
 import unittest
 
-# Every module that `import ian_d2` loads, other than ian_d2's own.
+# Every module that `import ian_d2.config` loads, other than ian_d2's own.
 _LIST_DEPENDENCIES = textwrap.dedent("""
     import json, sys
     before = set(sys.modules)
-    import ian_d2
+    import ian_d2.config
     print(json.dumps([m for m in sys.modules if m not in before and m.split(".")[0] != "ian_d2"]))
+    """)
+
+# What `import ian_d2` and the rescore CLI's module load.
+_LIGHT = textwrap.dedent("""
+    import json, sys
+    import ian_d2
+    light = {m: m in sys.modules for m in ("torch", "detectron2")}
+    import ian_d2.evaluation.rescore
+    cli = {m: m in sys.modules for m in ("torch", "detectron2", "scipy")}
+    print(json.dumps({"ian_d2": light, "rescore": cli}))
     """)
 
 # Third-party packages install filters of their own when first imported (numpy, scipy.sparse,
@@ -24,7 +37,7 @@ _ONLY_IAN_D2 = textwrap.dedent("""
         except Exception:
             pass
     before = [repr(f) for f in warnings.filters]
-    import ian_d2
+    import ian_d2.config
     print(json.dumps({"before": before, "after": [repr(f) for f in warnings.filters]}))
     """)
 
@@ -34,7 +47,7 @@ _FRESH = textwrap.dedent("""
     shown = []
     warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))
     warnings.simplefilter("always")
-    import ian_d2
+    from ian_d2 import add_ian_config
     print(json.dumps({
         "filters": [repr(f) for f in warnings.filters],
         "jit_warnings": sum("torch.jit.script" in m for m in shown),
@@ -53,6 +66,11 @@ def _run(script, *args):
 
 
 class TestImportWarnings(unittest.TestCase):
+    def test_light_import(self):
+        res = _run(_LIGHT)
+        self.assertEqual(res["ian_d2"], {"torch": False, "detectron2": False})
+        self.assertEqual(res["rescore"], {"torch": False, "detectron2": False, "scipy": False})
+
     def test_import_leaves_filters_unchanged(self):
         dependencies = _run(_LIST_DEPENDENCIES)
         self.assertIn("detectron2.modeling", dependencies)

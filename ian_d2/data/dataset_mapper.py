@@ -12,6 +12,7 @@ import copy
 import logging
 
 import numpy as np
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 import torch
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper

@@ -4,6 +4,7 @@
 plain-Python form that the evaluator and the rescore CLI share.
 """
 
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_person_search_eval_config"]

@@ -15,6 +15,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator

@@ -10,6 +10,7 @@ Registries of this package, for plugging in your own parts by name from a config
 - ``REID_HEAD_REGISTRY`` (``MODEL.REID.HEAD_NAME``): the embedding head, "ReIDEmbeddingHead".
 """
 
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 from . import losses
 from .crop_classifier import CropClassifier
 from .losses import (

@@ -6,6 +6,7 @@
 milliseconds. See ``store`` for the on-disk format.
 """
 
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 from .indexer import index_gallery, load_search_model
 from .searcher import GallerySearcher, check_query_box, write_ranking
 from .sources import GalleryItem, GallerySource, expand_gallery

@@ -29,7 +29,7 @@ import torch
 from detectron2.engine import launch
 from detectron2.utils.logger import setup_logger
 
-import ian_d2  # noqa: F401  (registers the model)
+import ian_d2.config  # noqa: F401  (registers the model)
 
 from ..config import get_ian_cfg
 from .indexer import index_gallery

@@ -20,6 +20,7 @@ Shape shorthand:
 import logging
 from typing import Tuple
 
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 import torch
 import torch.distributed as dist
 

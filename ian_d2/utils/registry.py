@@ -3,6 +3,7 @@ lists what is registered."""
 
 from typing import Any, Dict, Optional
 
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 from detectron2.utils.registry import Registry
 
 __all__ = ["lookup"]

@@ -506,7 +506,7 @@ class TestAgainstReference(unittest.TestCase):
     def test_real_testg100(self):
         q_names, q_boxes, g_names, g_boxes = _load_testg(_G100)
         self.assertEqual(g_names.shape, (2900, 100))
-        # the quirks listed in PROTOCOLS.md
+        # the quirks listed in docs/protocols.md
         dups = [q for q in range(2900) if len(set(g_names[q])) < 100]
         self.assertEqual(dups, [1250, 1633, 1997, 2561])
         rng = np.random.default_rng(2024)

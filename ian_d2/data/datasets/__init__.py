@@ -1,25 +1,40 @@
-"""Person-search datasets: loaders of the original CUHK-SYSU / PRW files, COCO-format person-search
-JSONs (your own data), and their registration."""
+"""Person-search datasets: readers of the original CUHK-SYSU / PRW files (:mod:`.cuhk_sysu`,
+:mod:`.prw`; no torch), COCO-format person-search JSONs, your own data
+(:mod:`.coco_person_search`), and their registration in Detectron2's catalog
+(:mod:`.builtin`, which registers the built-in names and the COCO dataset lists when imported).
+The names below load their module on first use.
+"""
 
-from . import builtin as _builtin  # noqa: F401
-from .builtin import (  # noqa: F401
-    BUILTIN_ROOTS,
-    datasets_root,
-    get_num_train_pids,
-    register_all_person_search,
-    register_person_search_dataset,
-)
-from .coco_person_search import (  # noqa: F401
-    COCO_FAMILY,
-    load_person_search_coco_test,
-    load_person_search_coco_train,
-    read_person_search_protocol,
-    register_coco_dataset_list,
-    register_coco_dataset_lists,
-    register_person_search_coco,
-)
-from .cuhk_sysu import CuhkSysuProtocol, load_cuhk_sysu_protocol  # noqa: F401
+import importlib
 
-register_all_person_search()
-# the list files of $IAN_D2_COCO_DATASETS and $DETECTRON2_DATASETS/coco_person_search.json
-register_coco_dataset_lists(datasets_root())
+_EXPORTS = {
+    ".builtin": (
+        "BUILTIN_ROOTS",
+        "datasets_root",
+        "get_num_train_pids",
+        "register_all_person_search",
+        "register_person_search_dataset",
+    ),
+    ".coco_person_search": (
+        "COCO_FAMILY",
+        "load_person_search_coco_test",
+        "load_person_search_coco_train",
+        "read_person_search_protocol",
+        "register_coco_dataset_list",
+        "register_coco_dataset_lists",
+        "register_person_search_coco",
+    ),
+    ".cuhk_sysu": ("CuhkSysuProtocol", "load_cuhk_sysu_protocol"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -27,11 +27,12 @@ train identities is read with :func:`get_num_train_pids` (cheap, cached in the m
 
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List
 
+from ... import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .coco_person_search import COCO_FAMILY, coco_train_pid_map
+from .coco_person_search import COCO_FAMILY, coco_train_pid_map, register_coco_dataset_lists
 from .cuhk_sysu import (
     cuhk_sysu_num_train_pids,
     load_cuhk_sysu_gallery,
@@ -39,6 +40,7 @@ from .cuhk_sysu import (
     load_cuhk_sysu_train,
 )
 from .prw import load_prw_gallery, load_prw_query, load_prw_train, prw_train_pid_map
+from .test_split import FAMILIES, load_test_split
 
 __all__ = [
     "register_person_search_dataset",
@@ -58,33 +60,11 @@ BUILTIN_ROOTS = {
     "cuhk_sysu_synth": ("cuhk_sysu", "cuhk_sysu_synth"),
     "prw_synth": ("prw", "PRW_synth"),
 }
-FAMILIES = ("cuhk_sysu", "prw")
 
 
 def datasets_root() -> str:
     """``$DETECTRON2_DATASETS``, default ``datasets`` (relative to the working directory)."""
     return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
-
-
-def load_test_split(
-    family: str, root: str, image_sizes: Optional[Dict[str, Tuple[int, int]]] = None
-) -> Tuple[List[dict], List[dict]]:
-    """The gallery records and the query records of a dataset root (``{prefix}_test``).
-
-    Args:
-        family: "cuhk_sysu" or "prw".
-        root: the dataset folder.
-        image_sizes: {image_id: (height, width)}; when given, no image is read (see the
-            loaders), e.g. to re-score saved predictions from the annotation files alone.
-    """
-    if family == "cuhk_sysu":
-        return (
-            load_cuhk_sysu_gallery(root, image_sizes=image_sizes),
-            load_cuhk_sysu_query(root, image_sizes=image_sizes),
-        )
-    if family == "prw":
-        return load_prw_gallery(root, image_sizes), load_prw_query(root, image_sizes)
-    raise ValueError(f"unknown dataset family '{family}'; expected one of {FAMILIES}")
 
 
 def _load_test_records(family: str, root: str) -> List[dict]:
@@ -187,3 +167,9 @@ def register_all_person_search(root: str = None) -> None:
         if f"{prefix}_train" in DatasetCatalog.list():
             continue
         register_person_search_dataset(family, prefix, os.path.join(root, folder))
+
+
+# Importing this module registers the built-in names (and the COCO dataset lists of
+# $IAN_D2_COCO_DATASETS and $DETECTRON2_DATASETS/coco_person_search.json).
+register_all_person_search()
+register_coco_dataset_lists(datasets_root())

@@ -1,6 +1,6 @@
 """CUHK-SYSU person search dataset, read from its ORIGINAL annotation files.
 
-Expected tree (see datasets/README.md and ../shared/docs/PROTOCOLS.md)::
+Expected tree (see datasets/README.md and docs/protocols.md)::
 
     ROOT/Image/SSM/s1.jpg ...
     ROOT/annotation/Images.mat                        Img: all boxes [x y w h] per image

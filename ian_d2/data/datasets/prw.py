@@ -1,6 +1,6 @@
 """PRW (Person Re-identification in the Wild), read from its ORIGINAL files.
 
-Expected tree (see datasets/README.md and ../shared/docs/PROTOCOLS.md)::
+Expected tree (see datasets/README.md and docs/protocols.md)::
 
     ROOT/frames/c1s1_000151.jpg ...              frames of 6 cameras
     ROOT/annotations/c1s1_000151.jpg.mat         N x 5 [id, x, y, w, h]; variable 'box_new',
