@@ -34,6 +34,29 @@ class TestRealTestG100(unittest.TestCase):
         self.assertEqual(len(set(p.query_pids)), 2900)
         self.assertTrue(all(n.startswith("s") and n.endswith(".jpg") for n in p.query_imnames))
 
+    def test_cached_copy_equals_the_parse(self):
+        # the compact form read back from the on-disk cache is the same protocol
+        from unittest import mock
+
+        from ian_d2.data.datasets import cuhk_sysu
+
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            mock.patch.dict(os.environ, {"IAN_D2_CACHE": tmp}),
+        ):
+            fresh = cuhk_sysu._parse_protocol_file(TESTG100, ("TestG100",), 100)
+            cuhk_sysu._load_protocol_cached.cache_clear()
+            first = load_cuhk_sysu_protocol(TESTG100)  # parses and writes the cache
+            cuhk_sysu._load_protocol_cached.cache_clear()
+            with mock.patch.object(cuhk_sysu, "_parse_protocol_file", side_effect=AssertionError):
+                second = load_cuhk_sysu_protocol(TESTG100)  # from the cache only
+            cuhk_sysu._load_protocol_cached.cache_clear()
+        for p in (first, second):
+            self.assertEqual(p.query_imnames, fresh.query_imnames)
+            np.testing.assert_array_equal(p.gallery_imnames, fresh.gallery_imnames)
+            np.testing.assert_array_equal(p.gallery_boxes, fresh.gallery_boxes)
+            np.testing.assert_array_equal(p.query_boxes, fresh.query_boxes)
+
     def test_first_query_matches_raw_file(self):
         raw = scipy.io.loadmat(TESTG100)["TestG100"][0, 0]
         q = raw["Query"][0, 0]

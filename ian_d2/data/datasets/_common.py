@@ -47,7 +47,7 @@ IntEnum, so Detectron2 accepts the integer wherever it reads ``bbox_mode``; the 
 integer so that reading annotations does not import torch."""
 
 CACHE_ENV = "IAN_D2_CACHE"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # bump whenever a cached parse result changes its form
 T = TypeVar("T")
 
 
