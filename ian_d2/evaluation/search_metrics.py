@@ -168,11 +168,14 @@ class _Similarities:
         self.rep, self.group = _distinct_rows(rows)
         self.distinct = self.rep.size == rows.shape[0]
 
-    def of_dets(self, query: np.ndarray, dets: np.ndarray) -> np.ndarray:
-        """[S] similarities of one query ([E] unit) to detections ``dets`` ([S], repeats allowed).
+    def of_dets(self, query: np.ndarray, dets: np.ndarray, repeats: bool = True) -> np.ndarray:
+        """[S] similarities of one query ([E] unit) to detections ``dets`` ([S]).
 
         Each distinct embedding is evaluated once, so equal rows give equal values.
+        ``repeats=False`` says that ``dets`` lists no detection twice.
         """
+        if self.distinct and not repeats:
+            return self.rows[dets] @ query
         key = dets if self.distinct else self.group[dets]
         uniq, inv = np.unique(key, return_inverse=True)
         rows = self.rows[uniq] if self.distinct else self.rows[self.rep[uniq]]
@@ -345,7 +348,7 @@ def evaluate_search(
             buf = np.empty(num_det)
             for r in active.tolist():
                 row_dets, _ = _expand_dets(idx[r][evaluated[r]], offsets)
-                vals = gallery.of_dets(qn[q0 + r], row_dets)
+                vals = gallery.of_dets(qn[q0 + r], row_dets, repeats=duplicates != "first")
                 buf[row_dets] = vals
                 a, b = bounds[r], bounds[r + 1]
                 cand_sim[a:b] = buf[dets[a:b]]
