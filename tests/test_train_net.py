@@ -60,8 +60,8 @@ class TestTrainNet(unittest.TestCase):
         inference_dir = os.path.join(out, "inference", self.names["test"])
         with open(os.path.join(inference_dir, "person_search_results.json")) as f:
             res = json.load(f)["results"]
-        self.assertEqual(sorted(res), ["detection", "search", "search_full", "search_g10",
-                                       "search_occlusion", "search_resolution"])  # fmt: skip
+        self.assertEqual(sorted(res), ["detection", "detection_labeled", "search", "search_full",
+                                       "search_g10", "search_occlusion", "search_resolution"])  # fmt: skip
         for metrics in res.values():
             for v in metrics.values():
                 self.assertTrue(0.0 <= v <= 100.0)
