@@ -9,9 +9,14 @@ The tiny synthetic CUHK-SYSU (``size="tiny"``, seed 0) is generated once per ses
 ``synthetic_cuhk_sysu`` fixture. unittest classes get it as the class attribute ``synthetic``,
 set before their ``setUpClass``, by the class marker ``@pytest.mark.synthetic_cuhk_sysu``.
 It is shared: treat it as read-only (copy it to change it).
+
+The parsed-annotation cache (``$IAN_D2_CACHE``) of the whole session is a temporary folder, never
+the user's ``~/.cache/ian_d2`` (subprocesses inherit it).
 """
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Dict
 
@@ -28,6 +33,20 @@ class SyntheticDataset:
     root: str
     images: str
     summary: Dict
+
+
+_SESSION_CACHE = []
+
+
+def pytest_configure(config):
+    if "IAN_D2_CACHE" not in os.environ:
+        _SESSION_CACHE.append(tempfile.mkdtemp(prefix="ian_d2_cache_"))
+        os.environ["IAN_D2_CACHE"] = _SESSION_CACHE[0]
+
+
+def pytest_unconfigure(config):
+    for folder in _SESSION_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
