@@ -359,29 +359,20 @@ def per_query_metrics(pred: str, root: str, rescored: dict) -> Dict[str, dict]:
     Raises:
         RuntimeError: the per-query means differ from the rescore CLI's numbers.
     """
-    from ian_d2.data.datasets.builtin import load_test_split
+    from ian_d2.data.datasets.test_split import load_test_split
     from ian_d2.evaluation import (
-        GalleryTable,
+        build_gallery_table,
         cuhk_sysu_protocols,
         evaluate_search,
         load_predictions,
+        query_rows,
     )
 
     preds = load_predictions(pred)
     gallery, queries = load_test_split("cuhk_sysu", root, preds.image_sizes())
     # the detections table in gallery-record order and the query rows, as the evaluator
-    index = preds.gallery_index()
-    off = preds.gallery_offsets
-    rows_g = [index[r["image_id"]] for r in gallery]
-    table = GalleryTable.from_per_image(
-        [preds.gallery_boxes[off[i] : off[i + 1]] for i in rows_g],
-        [preds.gallery_scores[off[i] : off[i + 1]] for i in rows_g],
-        [preds.gallery_embeddings[off[i] : off[i + 1]] for i in rows_g],
-        image_names=[r["image_id"] for r in gallery],
-        embed_dim=int(preds.embed_dim),
-    )
-    qpos = {int(q): k for k, q in enumerate(np.asarray(preds.query_indices).tolist())}
-    qrows = np.asarray([qpos[int(r["query_index"])] for r in queries], np.int64)
+    table = build_gallery_table(preds, gallery)
+    qrows = query_rows(preds, queries)
     settings = {k: v for k, v in rescored["settings"].items() if "gallery_size" in v}
     sizes = sorted({int(v["gallery_size"]) for v in settings.values()})
     protocols = cuhk_sysu_protocols(

@@ -37,9 +37,11 @@ _EXPORTS = {
     "protocols": (
         "SearchProtocol",
         "add_pool_negatives",
+        "build_gallery_table",
         "build_prw_galleries",
         "cuhk_sysu_protocols",
         "prw_protocols",
+        "query_rows",
     ),
     "options": ("DET_LABELED_MODES", "EvalOptions"),
     "scoring": ("evaluate_person_search",),
