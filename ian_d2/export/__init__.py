@@ -1,0 +1,14 @@
+"""Export IAN models to TorchScript and ONNX, and run them without Detectron2.
+
+* ``python -m ian_d2.export --format onnx --config-file CFG --output DIR MODEL.WEIGHTS W``
+  writes the gallery and query models, a manifest and a copy of the runtime (see
+  :mod:`ian_d2.export.exporter`);
+* :mod:`ian_d2.export.runtime` (standalone: numpy, Pillow and torch or onnxruntime) runs them
+  with the eager model's pre- and post-processing;
+* :mod:`ian_d2.export.parity` compares exported and eager outputs.
+
+This package's ``__init__`` imports nothing heavy, so that ``ian_d2.export.runtime`` imports
+without Detectron2; the exporter is imported from ``ian_d2.export.exporter``.
+"""
+
+__all__ = ["exporter", "parity", "runtime"]

@@ -1,0 +1,72 @@
+"""``python -m ian_d2.export``: export the gallery and query models of an IAN config.
+
+Examples::
+
+    python -m ian_d2.export --format onnx --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml \\
+        --output exported/ MODEL.WEIGHTS output/synthetic/step3/model_final.pth
+    python -m ian_d2.export --format torchscript onnx --config-file configs/IAN_R50.yaml \\
+        --output exported_r50/ MODEL.WEIGHTS model_final.pth
+    python exported/runtime.py exported/ image.jpg          # runs without Detectron2
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+__all__ = ["build_parser", "main", "run"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m ian_d2.export``."""
+    p = argparse.ArgumentParser(
+        prog="python -m ian_d2.export",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )
+    p.add_argument(
+        "--format", nargs="+", required=True, choices=("torchscript", "onnx"),
+        help="one or both formats, written into the same folder",
+    )  # fmt: skip
+    p.add_argument("--config-file", required=True, metavar="FILE")
+    p.add_argument("--output", required=True, metavar="DIR", help="the export folder")
+    p.add_argument(
+        "--no-verify", dest="verify", action="store_false",
+        help="skip running the exported files against the eager model",
+    )  # fmt: skip
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from ..config import get_ian_cfg
+    from .exporter import export_model
+
+    cfg = get_ian_cfg(args.config_file, args.opts)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    manifest = export_model(cfg, args.output, args.format, verify=args.verify)
+    summary = {
+        "output": args.output,
+        "models": manifest["models"],
+        "checks": manifest["checks"],
+    }
+    print(json.dumps(summary, indent=1))
+    return manifest
+
+
+def run(argv=None) -> None:
+    """``main`` for the command line: bad input ends with one clear message, no traceback."""
+    from .runtime import ExportedModelError
+
+    try:
+        main(argv)
+    except (ValueError, ExportedModelError) as e:
+        sys.exit(f"python -m ian_d2.export: error: {e}")
+
+
+if __name__ == "__main__":
+    run()
