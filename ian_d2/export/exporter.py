@@ -420,17 +420,29 @@ def _check_reports(reports: List[Dict], backend: str, tracer_warnings: List[str]
             bad.append(r)
     if not bad:
         return
-    hint = (
-        "\n  tracer warnings (model code whose behaviour tracing froze):\n    "
-        + "\n    ".join(tracer_warnings[:12])
-        if tracer_warnings
-        else ""
-    )
     raise ExportError(
         f"the exported {backend} model does not reproduce the eager model on an image of "
-        f"size {bad[0]['image_size']} ({json.dumps(bad[0])}): some part of the model does not "
-        "trace (Python control flow on tensor values, conversions of tensors to Python numbers "
-        f"or numpy, outputs whose shape tracing fixed){hint}"
+        f"size {bad[0]['image_size']} ({json.dumps(bad[0])}): {_NOT_TRACED}"
+        + _tracer_hint(tracer_warnings)
+    )
+
+
+_NOT_TRACED = (
+    "some part of the model does not trace (Python control flow on tensor values, conversions "
+    "of tensors to Python numbers, lists or numpy, shapes that tracing fixed)"
+)
+
+
+def _tracer_hint(tracer_warnings: List[str]) -> str:
+    if not tracer_warnings:
+        return ""
+    # the project's own code first: the library's (Detectron2's asserts) are mostly harmless
+    unique = list(dict.fromkeys(tracer_warnings))
+    own = [w for w in unique if "site-packages" not in w]
+    ordered = own + [w for w in unique if "site-packages" in w]
+    return (
+        "\n  tracer warnings (model code whose behaviour tracing froze; outside the installed "
+        "libraries first):\n    " + "\n    ".join(ordered[:12])
     )
 
 
@@ -518,7 +530,8 @@ def export_model(
             try:
                 reports = verify_export(model, cfg, out_dir, manifest, fmt)
             except Exception as e:
-                raise _failure(f"running the exported {fmt} model", e) from e
+                error = _failure(f"running the exported {fmt} model on another image", e)
+                raise ExportError(f"{error}\n  {_NOT_TRACED}{_tracer_hint(tracer_warnings)}") from e
             _check_reports(reports, fmt, tracer_warnings)
             checks[fmt] = reports
             logger.info("Checked the %s export against the eager model: %s", fmt, reports)

@@ -1,8 +1,9 @@
 """Run an exported ian_d2 person-search model without Detectron2 or ian_d2.
 
 This file is standalone: it imports numpy, Pillow (the resize, as Detectron2's
-``ResizeShortestEdge`` does it) and, for the backend used, ``torch`` (TorchScript) or
-``onnxruntime`` (ONNX) -- nothing else. ``python -m ian_d2.export`` copies it beside the model
+``ResizeShortestEdge`` does it) and, for the backend used, ``onnxruntime`` (ONNX) or ``torch``
+with ``torchvision`` (TorchScript: the graph calls torchvision's ``nms`` and ``roi_align``
+ops) -- nothing else. ``python -m ian_d2.export`` copies it beside the model
 files; copy the folder to the deployment machine and use it from there::
 
     from runtime import PersonSearchModel          # the copy in the export folder
@@ -46,6 +47,7 @@ __all__ = [
     "MANIFEST_NAME",
     "ExportedModelError",
     "PersonSearchModel",
+    "Preprocessor",
     "read_manifest",
     "resized_shape",
 ]
@@ -148,8 +150,11 @@ class _TorchScriptBackend:
     def __init__(self, path: str, optimize: bool = True, num_threads=None):
         try:
             import torch
+            import torchvision  # noqa: F401  (registers the nms and roi_align ops the graph calls)
         except ImportError as e:
-            raise ExportedModelError("the TorchScript backend needs torch") from e
+            raise ExportedModelError(
+                "the TorchScript backend needs torch and torchvision (its nms and roi_align " "ops)"
+            ) from e
         self.torch = torch
         if num_threads:
             torch.set_num_threads(int(num_threads))
@@ -172,6 +177,48 @@ class _TorchScriptBackend:
         if isinstance(out, torch.Tensor):
             out = (out,)
         return [o.float().cpu().numpy() for o in out]
+
+
+class Preprocessor:
+    """
+    An image -> the exported model's input, as the eager model's test-time mapping does it
+    (picklable: data-loader workers can run it).
+
+    Args:
+        manifest: the export's manifest (:func:`read_manifest`).
+    """
+
+    def __init__(self, manifest: Dict):
+        inp = manifest["input"]
+        self.input_format = inp["format"]
+        self.min_size, self.max_size = int(inp["min_size_test"]), int(inp["max_size_test"])
+
+    def __call__(self, image: np.ndarray, color: str = "BGR") -> Dict:
+        """
+        Args:
+            image: [H, W, 3] uint8.
+            color: channel order of ``image``, "BGR" (OpenCV) or "RGB" (Pillow).
+
+        Returns:
+            dict: ``image`` [3, h, w] float32 (0-255, the model's channel order, resized),
+            ``height`` H and ``width`` W of the original image.
+        """
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an [H, W, 3] uint8 image, got {image.dtype} {image.shape}")
+        if color not in ("BGR", "RGB"):
+            raise ValueError(f"color must be 'BGR' or 'RGB', got {color!r}")
+        if color != self.input_format:
+            image = image[:, :, ::-1]
+        from PIL import Image
+
+        h, w = image.shape[:2]
+        newh, neww = resized_shape(h, w, self.min_size, self.max_size)
+        resized = np.asarray(
+            Image.fromarray(np.ascontiguousarray(image)).resize((neww, newh), Image.BILINEAR)
+        )
+        chw = np.ascontiguousarray(resized.astype(np.float32).transpose(2, 0, 1))
+        return {"image": chw, "height": h, "width": w}
 
 
 class PersonSearchModel:
@@ -211,9 +258,7 @@ class PersonSearchModel:
                 f"'{model_dir}' holds no {backend} model (it holds: {', '.join(available) or '-'})"
             )
         self.backend = backend
-        inp = self.manifest["input"]
-        self.input_format = inp["format"]
-        self.min_size, self.max_size = int(inp["min_size_test"]), int(inp["max_size_test"])
+        self.preprocessor = Preprocessor(self.manifest)
         self.embed_dim = int(self.manifest["embed_dim"])
         self._nets = {}
         for role in ("gallery", "query"):
@@ -247,40 +292,14 @@ class PersonSearchModel:
             )
         if meta.get("export_id") != self.manifest.get("export_id") or meta.get("role") != role:
             raise ExportedModelError(
-                f"'{path}' belongs to another export (id {meta.get('export_id')}, "
-                f"{meta.get('role')} model) than {MANIFEST_NAME} (id "
-                f"{self.manifest.get('export_id')}, {role} model)"
+                f"'{path}' is the {meta.get('role')} model of export {meta.get('export_id')}, "
+                f"not the {role} model of this export ({self.manifest.get('export_id')}, "
+                f"{MANIFEST_NAME})"
             )
 
-    # ------------------------------------------------------------------------------------------ #
     def preprocess(self, image: np.ndarray, color: str = "BGR") -> Dict:
-        """
-        An image -> the exported model's input, as the eager model's test-time mapping does it.
-
-        Args:
-            image: [H, W, 3] uint8.
-            color: channel order of ``image``, "BGR" (OpenCV) or "RGB" (Pillow).
-
-        Returns:
-            dict: ``image`` [3, h, w] float32 (0-255, the model's channel order, resized),
-            ``height`` H and ``width`` W of the original image.
-        """
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an [H, W, 3] uint8 image, got {image.dtype} {image.shape}")
-        if color not in ("BGR", "RGB"):
-            raise ValueError(f"color must be 'BGR' or 'RGB', got {color!r}")
-        if color != self.input_format:
-            image = image[:, :, ::-1]
-        from PIL import Image
-
-        h, w = image.shape[:2]
-        newh, neww = resized_shape(h, w, self.min_size, self.max_size)
-        resized = np.asarray(
-            Image.fromarray(np.ascontiguousarray(image)).resize((neww, newh), Image.BILINEAR)
-        )
-        chw = np.ascontiguousarray(resized.astype(np.float32).transpose(2, 0, 1))
-        return {"image": chw, "height": h, "width": w}
+        """See :class:`Preprocessor`."""
+        return self.preprocessor(image, color)
 
     def detect_preprocessed(self, inp: Dict, score_thresh: Optional[float] = None) -> Dict:
         """:meth:`detect` on the output of :meth:`preprocess`."""

@@ -4,25 +4,37 @@
 (source, frame, time, box, score, embedding) in Parquet shards plus a faiss vector index;
 ``python -m ian_d2.search query`` embeds a given query box and ranks the whole index in
 milliseconds. See ``store`` for the on-disk format.
+
+The names below load their module on first use: indexing with an exported model
+(``--backend onnx``, :class:`ExportedBackend`) imports no Detectron2; the eager model
+(``load_search_model``, ``GallerySearcher``) does.
 """
 
-from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
-from .indexer import index_gallery, load_search_model
-from .searcher import GallerySearcher, check_query_box, write_ranking
-from .sources import GalleryItem, GallerySource, expand_gallery
-from .store import IndexManifest
-from .vector_index import INDEX_KINDS, VectorIndexParams
+import importlib
 
-__all__ = [
-    "INDEX_KINDS",
-    "GalleryItem",
-    "GallerySearcher",
-    "GallerySource",
-    "IndexManifest",
-    "VectorIndexParams",
-    "check_query_box",
-    "expand_gallery",
-    "index_gallery",
-    "load_search_model",
-    "write_ranking",
-]
+_MODULE_OF = {
+    "INDEX_KINDS": ".vector_index",
+    "VectorIndexParams": ".vector_index",
+    "GalleryItem": ".sources",
+    "GallerySource": ".sources",
+    "expand_gallery": ".sources",
+    "IndexManifest": ".store",
+    "index_gallery": ".indexer",
+    "load_search_model": ".indexer",
+    "EagerBackend": ".indexer",
+    "ExportedBackend": ".indexer",
+    "GallerySearcher": ".searcher",
+    "check_query_box": ".searcher",
+    "write_ranking": ".searcher",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -15,6 +15,9 @@ Examples::
     python -m ian_d2.search query my_index --query-image q.jpg --query-box 244 115 282 214 \\
         --top-k 10 --output results
     python -m ian_d2.search query my_index --queries queries.csv --output results
+    # index with a model exported by `python -m ian_d2.export` (no Detectron2 needed)
+    python -m ian_d2.search index --backend onnx --exported-model exported/ \\
+        --gallery footage/ --out my_index
 """
 
 import argparse
@@ -26,14 +29,8 @@ import sys
 from typing import Dict, List, Optional
 
 import torch
-from detectron2.engine import launch
-from detectron2.utils.logger import setup_logger
 
-import ian_d2.config  # noqa: F401  (registers the model)
-
-from ..config import get_ian_cfg
-from .indexer import index_gallery
-from .searcher import GallerySearcher, write_ranking
+from .indexer import ExportedBackend, index_gallery
 from .vector_index import INDEX_KINDS, VectorIndexParams
 
 __all__ = ["build_parser", "main", "read_queries", "run"]
@@ -72,7 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="run the model once over a gallery and store its detections")
-    p.add_argument("--config-file", required=True, metavar="FILE")
+    p.add_argument(
+        "--backend",
+        choices=("pytorch", "onnx", "torchscript"),
+        default="pytorch",
+        help="pytorch: the Detectron2 model of --config-file (default); onnx / torchscript: "
+        "the model exported to --exported-model by `python -m ian_d2.export` (no Detectron2)",
+    )
+    p.add_argument("--config-file", metavar="FILE", help="the model's config (pytorch backend)")
+    p.add_argument(
+        "--exported-model", metavar="DIR", help="an export folder (onnx / torchscript backend)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="exported backend: CPU threads")
     p.add_argument(
         "--gallery",
         required=True,
@@ -141,11 +149,20 @@ def read_queries(path: str) -> List[Dict[str, object]]:
     return out
 
 
+def _setup_logger() -> None:
+    from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
+    from detectron2.utils.logger import setup_logger
+
+    setup_logger(name="ian_d2")
+
+
 def _index_worker(args) -> Dict[str, object]:
+    from ..config import get_ian_cfg
+
     cfg = get_ian_cfg(args.config_file, args.opts)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     cfg.freeze()
-    setup_logger(name="ian_d2")
+    _setup_logger()
     return index_gallery(
         cfg,
         args.gallery,
@@ -161,9 +178,50 @@ def _index_worker(args) -> Dict[str, object]:
     )
 
 
+def _index_exported(args) -> Dict[str, object]:
+    if not args.exported_model:
+        raise ValueError(f"--backend {args.backend} needs --exported-model DIR")
+    if args.config_file or args.opts:
+        raise ValueError(
+            f"--backend {args.backend} takes the model from --exported-model: no --config-file "
+            "or config overrides"
+        )
+    if args.num_gpus * args.num_machines != 1:
+        raise ValueError(f"--backend {args.backend} runs in one process: no --num-gpus/machines")
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s]: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    backend = ExportedBackend(args.exported_model, args.backend, num_threads=args.threads)
+    return index_gallery(
+        None,
+        args.gallery,
+        args.out,
+        fps=args.fps,
+        score_thresh=args.score_thresh,
+        vector_params=vector_params(args),
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        num_workers=args.num_workers,
+        resume=args.resume,
+        append=args.append,
+        backend=backend,
+    )
+
+
 def run_index(args) -> Optional[Dict[str, object]]:
+    if args.backend != "pytorch":
+        return _index_exported(args)
+    if not args.config_file:
+        raise ValueError("--backend pytorch needs --config-file (or give --backend onnx)")
+    if args.exported_model:
+        raise ValueError("--exported-model needs --backend onnx or torchscript")
     if args.num_gpus * args.num_machines == 1:
         return _index_worker(args)
+    from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
+    from detectron2.engine import launch
+
     launch(
         _index_worker,
         args.num_gpus,
@@ -184,7 +242,9 @@ def run_query(args) -> List[Dict[str, object]]:
         queries = [{"image": args.query_image, "box": args.query_box, "name": None}]
     else:
         raise ValueError("give --query-image IMG --query-box X1 Y1 X2 Y2, or --queries CSV")
-    setup_logger(name="ian_d2")
+    from .searcher import GallerySearcher, write_ranking
+
+    _setup_logger()
     searcher = GallerySearcher(
         args.index, weights=args.weights, device=args.device, vector_params=vector_params(args)
     )

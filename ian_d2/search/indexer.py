@@ -9,6 +9,12 @@ shards; rank 0 then brings the faiss vector index up to date.
 
 Resume and append: the items of committed shards are skipped (``--resume`` after a crash,
 ``--append`` to add footage); only an index built by the same model can be extended.
+
+Backends: :class:`EagerBackend` (the Detectron2 model of a config, the default) or
+:class:`ExportedBackend` (a model exported by ``python -m ian_d2.export``, run by
+:mod:`ian_d2.export.runtime` with ONNX Runtime or TorchScript: indexing then imports no
+Detectron2). An exported model carries the fingerprint of the model it was exported from, so
+its index is the eager model's index: queried, resumed or appended with either backend.
 """
 
 import logging
@@ -20,10 +26,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 import tqdm
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import transforms as T
-from detectron2.modeling import build_model
-from detectron2.utils import comm
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
@@ -37,7 +39,14 @@ from .store import (
 )
 from .vector_index import VectorIndexParams
 
-__all__ = ["ImageToInput", "GalleryStream", "load_search_model", "index_gallery"]
+__all__ = [
+    "EagerBackend",
+    "ExportedBackend",
+    "ImageToInput",
+    "GalleryStream",
+    "load_search_model",
+    "index_gallery",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +58,9 @@ class ImageToInput:
     """A BGR image -> the model's input dict, resized as ``DefaultPredictor`` does."""
 
     def __init__(self, cfg):
+        from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
+        from detectron2.data import transforms as T
+
         self.aug = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )
@@ -114,6 +126,10 @@ class GalleryStream(IterableDataset):
 
 def load_search_model(cfg):
     """``build_model(cfg)`` with ``MODEL.WEIGHTS`` loaded, in eval mode."""
+    from .. import config as _config  # noqa: F401  (Detectron2 first; registers the model)
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
@@ -122,6 +138,122 @@ def load_search_model(cfg):
 
 def _collate(batch: List[Dict]) -> List[Dict]:
     return batch
+
+
+def _rank_world() -> Tuple[int, int]:
+    """(rank, world size) of this process under torch.distributed ((0, 1) without it)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _synchronize() -> None:
+    """A barrier of all processes (as Detectron2's ``comm.synchronize``); nothing alone."""
+    import torch.distributed as dist
+
+    if _rank_world()[1] == 1:
+        return
+    if dist.get_backend() == dist.Backend.NCCL:
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
+
+
+def _detections(out: Dict, score_thresh: float) -> Dict[str, np.ndarray]:
+    inst = out["instances"].to("cpu")
+    keep = inst.scores >= score_thresh
+    return {
+        "boxes": inst.pred_boxes.tensor[keep].float().numpy(),
+        "scores": inst.scores[keep].float().numpy(),
+        "embeds": inst.pred_embeds[keep].float().numpy(),
+    }
+
+
+class EagerBackend:
+    """
+    The Detectron2 model of ``cfg`` (``MODEL.WEIGHTS`` a local checkpoint).
+
+    Args:
+        cfg: the model's config.
+        model: an already built model of ``cfg`` (it must be the same model); None: built on
+            :meth:`load`.
+    """
+
+    name = "pytorch"
+
+    def __init__(self, cfg, model=None):
+        self.cfg = cfg
+        self.model = model
+
+    def fingerprint(self) -> Dict:
+        return model_fingerprint(self.cfg)
+
+    def image_to_input(self):
+        return ImageToInput(self.cfg)
+
+    def load(self) -> None:
+        if self.model is None:
+            self.model = load_search_model(self.cfg)
+
+    def __call__(self, batch: List[Dict], score_thresh: float) -> List[Dict[str, np.ndarray]]:
+        with torch.no_grad():
+            return [_detections(out, score_thresh) for out in self.model(batch)]
+
+
+class ExportedBackend:
+    """
+    A model exported by ``python -m ian_d2.export``, run with :mod:`ian_d2.export.runtime`
+    (no Detectron2).
+
+    Args:
+        model_dir: the export folder.
+        backend: "onnx" or "torchscript" (the runtime's choice when None).
+        num_threads: intra-op threads of the runtime.
+    """
+
+    def __init__(self, model_dir: str, backend: Optional[str] = None, num_threads=None):
+        from ..export.runtime import read_manifest
+
+        self.model_dir = model_dir
+        self.manifest = read_manifest(model_dir)
+        self.backend = backend
+        self.num_threads = num_threads
+        self.runtime = None
+        self.name = backend or "exported"
+
+    def fingerprint(self) -> Dict:
+        model = dict(self.manifest["model"])
+        if not model.get("weights_sha256"):
+            raise ValueError(
+                f"the model exported to '{self.model_dir}' had no weights file (random "
+                "initialisation): a search index needs a trained model"
+            )
+        return model
+
+    def image_to_input(self):
+        from ..export.runtime import Preprocessor
+
+        return Preprocessor(self.manifest)
+
+    def load(self) -> None:
+        if self.runtime is None:
+            from ..export.runtime import PersonSearchModel
+
+            self.runtime = PersonSearchModel(
+                self.model_dir, self.backend, num_threads=self.num_threads
+            )
+            self.name = self.runtime.backend
+
+    def __call__(self, batch: List[Dict], score_thresh: float) -> List[Dict[str, np.ndarray]]:
+        out = []
+        for inp in batch:
+            det = self.runtime.detect_preprocessed(inp, score_thresh)
+            out.append(
+                {"boxes": det["boxes"], "scores": det["scores"], "embeds": det["embeddings"]}
+            )
+        return out
 
 
 def _open_manifest(
@@ -171,16 +303,6 @@ def _open_manifest(
     return manifest
 
 
-def _detections(out: Dict, score_thresh: float) -> Dict[str, np.ndarray]:
-    inst = out["instances"].to("cpu")
-    keep = inst.scores >= score_thresh
-    return {
-        "boxes": inst.pred_boxes.tensor[keep].float().numpy(),
-        "scores": inst.scores[keep].float().numpy(),
-        "embeds": inst.pred_embeds[keep].float().numpy(),
-    }
-
-
 def index_gallery(
     cfg,
     gallery: Sequence[str],
@@ -196,6 +318,7 @@ def index_gallery(
     append: bool = False,
     model=None,
     progress: bool = True,
+    backend=None,
 ) -> Dict[str, object]:
     """
     Index ``gallery`` into ``out_dir`` with the model of ``cfg`` (every process of a distributed
@@ -214,12 +337,16 @@ def index_gallery(
         resume, append: continue an existing index (see the module docstring).
         model: a model to use instead of building ``cfg``'s (it must be the same model).
         progress: show a progress bar (main process).
+        backend: what runs the model: :class:`EagerBackend` (default: ``cfg``'s model) or
+            :class:`ExportedBackend` (``cfg`` and ``model`` unused, may be None).
 
     Returns:
         dict: counts and times of this call (items, detections, shards, seconds).
     """
-    rank, world_size = comm.get_rank(), comm.get_world_size()
-    fingerprint = model_fingerprint(cfg)
+    rank, world_size = _rank_world()
+    if backend is None:
+        backend = EagerBackend(cfg, model)
+    fingerprint = backend.fingerprint()
     manifest = _open_manifest(
         out_dir,
         fingerprint,
@@ -230,17 +357,16 @@ def index_gallery(
         append=append,
     )
     sources = expand_gallery(gallery)
-    comm.synchronize()
-    if comm.is_main_process():
+    _synchronize()
+    if rank == 0:
         manifest.save(out_dir)
         removed = remove_partial_shards(out_dir)
         if removed:
             logger.info("Removed %d partial shard(s) of an interrupted run", removed)
-    comm.synchronize()
+    _synchronize()
     done = committed_keys(out_dir)
-    if model is None:
-        model = load_search_model(cfg)
-    to_input = ImageToInput(cfg)
+    backend.load()
+    to_input = backend.image_to_input()
     stream = GalleryStream(sources, manifest.fps, to_input, done, rank, world_size)
     loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
     total = sum(expected_items(s, manifest.fps) for s in sources)
@@ -263,9 +389,8 @@ def index_gallery(
             errors = [x["error"] for x in batch if "error" in x]
             batch = [x for x in batch if "error" not in x]
             items = [x.pop("item") for x in batch]
-            outputs = model(batch) if batch else []
-            for item, inp, out in zip(items, batch, outputs):
-                det = _detections(out, manifest.score_thresh)
+            outputs = backend(batch, manifest.score_thresh) if batch else []
+            for item, inp, det in zip(items, batch, outputs):
                 pending_items.append(item)
                 pending_sizes.append((int(inp["width"]), int(inp["height"])))
                 pending_dets.append(det)
@@ -283,18 +408,20 @@ def index_gallery(
     stats["shards"] = len(writer.written)
     stats["seconds"] = time.perf_counter() - t0
     logger.info(
-        "Rank %d indexed %d items (%d detections >= %.2f) into %d shards in %.1f s",
+        "Rank %d indexed %d items (%d detections >= %.2f) into %d shards in %.1f s (%s model)",
         rank,
         stats["items"],
         stats["detections"],
         manifest.score_thresh,
         stats["shards"],
         stats["seconds"],
+        backend.name,
     )
-    comm.synchronize()
-    if comm.is_main_process():
+    stats["backend"] = backend.name
+    _synchronize()
+    if rank == 0:
         index, shards = update_vector_index(out_dir, manifest)
         stats["stored_detections"] = int(index.ntotal)
         stats["total_shards"] = len(shards)
-    comm.synchronize()
+    _synchronize()
     return stats
