@@ -15,6 +15,7 @@ _EXPORTS = {
     "structures": ("GalleryTable", "SearchGalleries", "SearchResult"),
     "search_metrics": (
         "DUPLICATE_MODES",
+        "PreparedGallery",
         "evaluate_search",
         "normalize_embeddings",
         "paired_iou",

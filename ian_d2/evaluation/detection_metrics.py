@@ -157,6 +157,87 @@ class DetectionResult:
         return out
 
 
+def _check_image(i: int, boxes: np.ndarray, scores: np.ndarray, gts: np.ndarray) -> None:
+    """Raise ValueError naming image ``i`` for a NaN score or a non-finite / inverted box."""
+    if np.isnan(scores).any():
+        raise ValueError(f"image {i}: NaN detection score")
+    for what, b in (("detection", boxes), ("GT", gts)):
+        if not np.isfinite(b).all():
+            raise ValueError(f"image {i}: non-finite {what} box")
+        if np.any((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])):
+            raise ValueError(f"image {i}: {what} box with x2 < x1 or y2 < y1")
+
+
+def _first_argmax(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Position of the first maximum of every non-empty segment ``values[s:s + c]``."""
+    seg_max = np.maximum.reduceat(values, starts)
+    pos = np.where(values == np.repeat(seg_max, counts), np.arange(values.size), values.size)
+    return np.minimum.reduceat(pos, starts)
+
+
+def _mutual_best_matches_all(
+    det_boxes: np.ndarray,
+    det_img: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_img: np.ndarray,
+    iou_thresh: float,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`mutual_best_matches` of every image at once.
+
+    Args:
+        det_boxes: [D, 4] detections of all images, grouped by image (``det_img`` sorted).
+        det_img: [D] image of every detection.
+        gt_boxes: [G, 4] GT boxes of all images, grouped by image (``gt_img`` sorted).
+        gt_img: [G] image of every GT box.
+        iou_thresh: minimum IoU of a match.
+
+    Returns:
+        (gt_matched [G] bool, det_tp [D] bool); ties go to the first GT / detection of the
+        image, as ``np.argmax`` in the per-image function.
+    """
+    n_det, n_gt = det_img.size, gt_img.size
+    gt_matched, det_tp = np.zeros(n_gt, bool), np.zeros(n_det, bool)
+    if n_det == 0 or n_gt == 0:
+        return gt_matched, det_tp
+    n_img = int(max(det_img.max(), gt_img.max())) + 1
+    g_count = np.bincount(gt_img, minlength=n_img)
+    g_start = np.cumsum(g_count) - g_count
+    # every (detection, GT of its image) pair, by detection then GT
+    rep = g_count[det_img]
+    n_pairs = int(rep.sum())
+    if n_pairs == 0:
+        return gt_matched, det_tp
+    pair_det = np.repeat(np.arange(n_det), rep)
+    offset = np.arange(n_pairs) - np.repeat(np.cumsum(rep) - rep, rep)
+    pair_gt = np.repeat(g_start[det_img], rep) + offset
+    a, b = det_boxes[pair_det], gt_boxes[pair_gt]
+    iw = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0)
+    ih = np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0)
+    inter = iw * ih
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = union - inter
+    iou = np.zeros(n_pairs, np.float64)
+    np.divide(inter, union, out=iou, where=union > 0)
+    # best GT of every detection (that has GT in its image)
+    has = rep > 0
+    starts = (np.cumsum(rep) - rep)[has]
+    best_pair_of_det = np.full(n_det, -1, np.int64)
+    best_pair_of_det[has] = _first_argmax(iou, starts, rep[has])
+    # best detection of every GT: the same pairs ordered by GT, then detection
+    order = np.lexsort((pair_det, pair_gt))
+    d_count = np.bincount(pair_gt, minlength=n_gt)
+    has_g = d_count > 0
+    g_starts = (np.cumsum(d_count) - d_count)[has_g]
+    best_det_of_gt = np.full(n_gt, -1, np.int64)
+    best_det_of_gt[has_g] = pair_det[order[_first_argmax(iou[order], g_starts, d_count[has_g])]]
+    dets = np.flatnonzero(has)
+    bp = best_pair_of_det[dets]
+    ok = (best_det_of_gt[pair_gt[bp]] == dets) & (iou[bp] >= iou_thresh)
+    det_tp[dets[ok]] = True
+    gt_matched[pair_gt[bp[ok]]] = True
+    return gt_matched, det_tp
+
+
 def evaluate_detections(
     det_boxes: Sequence[np.ndarray],
     det_scores: Sequence[np.ndarray],
@@ -200,8 +281,10 @@ def evaluate_detections(
         raise ValueError(f"{len(gt_labeled)} labeled masks for {n_img} images")
     if labeled_only and gt_labeled is None:
         raise ValueError("labeled_only detection evaluation needs the gt_labeled masks")
-    all_scores, all_tp = [], []
-    n_gt = n_tp = n_lab = n_lab_tp = n_skipped = 0
+    # 1. Per image: shapes, the score threshold (in the scores' own dtype) and the GT used; the
+    # value checks and the matching run on the concatenation.
+    det_b, det_s, gt_b, gt_lab, det_img, gt_img = [], [], [], [], [], []
+    n_skipped = 0
     for i in range(n_img):
         boxes = np.asarray(det_boxes[i], np.float64).reshape(-1, 4)
         scores = np.asarray(det_scores[i]).reshape(-1)
@@ -210,14 +293,8 @@ def evaluate_detections(
         gts = np.asarray(gt_boxes[i], np.float64).reshape(-1, 4)
         if boxes.shape[0] != scores.size:
             raise ValueError(f"image {i}: {boxes.shape[0]} boxes but {scores.size} scores")
-        if np.isnan(scores).any():
-            raise ValueError(f"image {i}: NaN detection score")
-        for what, b in (("detection", boxes), ("GT", gts)):
-            if not np.isfinite(b).all():
-                raise ValueError(f"image {i}: non-finite {what} box")
-            if np.any((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])):
-                raise ValueError(f"image {i}: {what} box with x2 < x1 or y2 < y1")
-        lab = None
+        _check_image(i, boxes, scores, gts)
+        lab = np.ones(gts.shape[0], bool)
         if gt_labeled is not None:
             lab = np.asarray(gt_labeled[i], bool).reshape(-1)
             if lab.size != gts.shape[0]:
@@ -226,19 +303,28 @@ def evaluate_detections(
                 if not lab.any():
                     n_skipped += 1  # no labeled person: the image and its detections are skipped
                     continue
-                gts, lab = gts[lab], None
+                gts, lab = gts[lab], lab[lab]
         keep = scores >= np.asarray(score_thresh, dtype=scores.dtype)
-        boxes, scores = boxes[keep], scores[keep]
-        gt_matched, det_tp = mutual_best_matches(box_iou(gts, boxes), iou_thresh)
-        all_scores.append(scores.astype(np.float64))
-        all_tp.append(det_tp)
-        n_gt += gts.shape[0]
-        n_tp += int(det_tp.sum())
-        if lab is not None:
-            n_lab += int(lab.sum())
-            n_lab_tp += int((lab & gt_matched).sum())
-    y_score = np.concatenate(all_scores + [np.zeros(0)])
-    y_true = np.concatenate(all_tp + [np.zeros(0, bool)])
+        det_b.append(boxes[keep])
+        det_s.append(scores[keep].astype(np.float64))
+        gt_b.append(gts)
+        gt_lab.append(lab)
+        det_img.append(np.full(int(keep.sum()), i, np.int64))
+        gt_img.append(np.full(gts.shape[0], i, np.int64))
+    cat = lambda parts, empty: np.concatenate(parts + [empty])  # noqa: E731
+    y_score = cat(det_s, np.zeros(0))
+    gt_matched, y_true = _mutual_best_matches_all(
+        cat(det_b, np.zeros((0, 4))),
+        cat(det_img, np.zeros(0, np.int64)),
+        cat(gt_b, np.zeros((0, 4))),
+        cat(gt_img, np.zeros(0, np.int64)),
+        iou_thresh,
+    )
+    lab_all = cat(gt_lab, np.zeros(0, bool))
+    n_gt, n_tp = int(gt_matched.size), int(y_true.sum())
+    n_lab, n_lab_tp = (0, 0) if gt_labeled is None else (int(lab_all.sum()), 0)
+    if gt_labeled is not None:
+        n_lab_tp = int((lab_all & gt_matched).sum())
     if n_gt == 0:
         logger.warning("Detection evaluation without any GT box: recall and AP reported as 0")
     recall = n_tp / n_gt if n_gt else 0.0

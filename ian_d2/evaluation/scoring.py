@@ -22,7 +22,7 @@ from .protocols import (
     prw_protocols,
     query_rows,
 )
-from .search_metrics import evaluate_search
+from .search_metrics import PreparedGallery, evaluate_search
 
 __all__ = ["FAMILIES", "evaluate_person_search", "applied_score_thresh"]
 
@@ -148,6 +148,7 @@ def evaluate_person_search(
     results: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
     settings: Dict[str, Dict[str, object]] = {}
     det_thresh = applied_score_thresh(options.det_thresh, preds.score_floor, "DET_THRESH")
+    prepared = PreparedGallery(table, det_thresh) if protocols else None  # shared by protocols
     for proto in protocols:
         res = evaluate_search(
             preds.query_embeddings[proto.query_rows],
@@ -156,6 +157,7 @@ def evaluate_person_search(
             det_thresh=det_thresh,
             duplicates=options.duplicates,
             on_empty="skip",
+            prepared=prepared,
         )
         results[proto.key] = res.metrics()
         info: Dict[str, object] = {"protocol": proto.description}

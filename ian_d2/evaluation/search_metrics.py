@@ -35,6 +35,7 @@ __all__ = [
     "paired_iou",
     "small_box_iou_threshold",
     "evaluate_search",
+    "PreparedGallery",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,12 +96,25 @@ def normalize_embeddings(
 
 
 def _distinct_rows(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Group bit-identical rows: (representative row of each group [U], group of each row [N])."""
-    if x.shape[0] == 0:
+    """Group bit-identical rows: (representative row of each group [U], group of each row [N]).
+
+    Rows are grouped by a 64-bit hash of their bits, and every row is then compared bit for bit
+    with its group's representative (a hash collision falls back to sorting the raw rows).
+    """
+    n = x.shape[0]
+    if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    raw = np.ascontiguousarray(x).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1])))
-    _, first, group = np.unique(raw.reshape(-1), return_index=True, return_inverse=True)
-    return first.astype(np.int64), group.reshape(-1).astype(np.int64)
+    raw = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
+    mult = np.random.default_rng(0x1AD2).integers(1, 2**63, raw.shape[1], dtype=np.uint64) | 1
+    with np.errstate(over="ignore"):
+        h = (raw * mult).sum(axis=1, dtype=np.uint64)
+    _, first, group = np.unique(h, return_index=True, return_inverse=True)
+    group = group.reshape(-1)
+    if first.size < n and not np.array_equal(raw, raw[first[group]]):
+        void = raw.view(np.dtype((np.void, 8 * raw.shape[1]))).reshape(-1)
+        _, first, group = np.unique(void, return_index=True, return_inverse=True)
+        group = group.reshape(-1)
+    return first.astype(np.int64), group.astype(np.int64)
 
 
 def similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
@@ -188,6 +202,27 @@ class _Similarities:
         return (queries @ self.rows[self.rep].T)[:, self.group]
 
 
+class PreparedGallery:
+    """The gallery side of :func:`evaluate_search` for one detection threshold, computed once
+    and shared by every protocol scored on the same table (normalised embeddings and their
+    distinct-row groups of the kept detections).
+
+    Attributes:
+        table: the original :class:`~.structures.GalleryTable`.
+        det_thresh: the detection score threshold applied.
+        kept: the table of the detections with ``score >= det_thresh``.
+        similarities: their unit embeddings and distinct-row groups.
+    """
+
+    def __init__(self, table: GalleryTable, det_thresh: float):
+        self.table = table
+        self.det_thresh = float(det_thresh)
+        self.kept = table.filter_scores(det_thresh)
+        self.similarities = _Similarities(
+            normalize_embeddings(self.kept.embeddings, "gallery image", self.kept.detection_owner)
+        )
+
+
 def _expand_dets(images: np.ndarray, offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Detections of a list of images: flat det indices [S] and per-image counts [len(images)]."""
     starts = offsets[images]
@@ -235,6 +270,7 @@ def evaluate_search(
     topk: Sequence[int] = (1, 5, 10),
     on_empty: str = "skip",
     method: str = "auto",
+    prepared: Optional["PreparedGallery"] = None,
 ) -> SearchResult:
     """Score person search for all queries (mAP and top-k, ``docs/protocols.md`` rules).
 
@@ -250,6 +286,8 @@ def evaluate_search(
             galleries) or "dense" (all query x table similarities in chunks; fast for large
             galleries). Both give the same results (up to the last bit of similarities that
             are not exactly tied, which only a near-tie below 1e-15 could reveal).
+        prepared: ``PreparedGallery(table, det_thresh)`` computed once for several protocols
+            on the same table and threshold (else computed here).
 
     Returns:
         :class:`~.structures.SearchResult`.
@@ -293,13 +331,14 @@ def evaluate_search(
             raise ValueError(f"query {int(np.flatnonzero(skipped)[0])} has no positive entry")
         logger.info("Skipping %d queries without any positive gallery entry", int(skipped.sum()))
 
-    kept = table.filter_scores(det_thresh)
+    if prepared is None:
+        prepared = PreparedGallery(table, det_thresh)
+    elif prepared.table is not table or prepared.det_thresh != float(det_thresh):
+        raise ValueError("`prepared` was computed for another table or detection threshold")
+    kept, gallery = prepared.kept, prepared.similarities
     offsets = kept.offsets
     det_counts = kept.counts()
     det_img = kept.image_of_detection()
-    gallery = _Similarities(
-        normalize_embeddings(kept.embeddings, "gallery image", kept.detection_owner)
-    )
     qn = normalize_embeddings(qe, what="query")
     num_det = kept.num_detections
 

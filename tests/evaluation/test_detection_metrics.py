@@ -136,6 +136,24 @@ class TestEdgeCases(unittest.TestCase):
         res = evaluate_detections([gt], [np.array([0.3])], [gt], score_thresh=0.5)
         self.assertEqual((res.n_tp, res.n_detections, res.score_thresh), (0, 0, 0.5))
 
+    def test_exact_iou_ties_match_the_per_image_rule(self):
+        # identical detections and identical GT boxes tie: the first one wins, as np.argmax does
+        rng = np.random.default_rng(11)
+        dets, scores, gts = [], [], []
+        for _ in range(60):
+            g = rng.integers(0, 60, (int(rng.integers(0, 4)), 2)).astype(float)
+            g = np.c_[g, g + 20]
+            if len(g) > 1 and rng.random() < 0.5:
+                g[1] = g[0]  # two GT boxes at the same place
+            d = g[rng.integers(0, len(g), int(rng.integers(0, 5)))] if len(g) else g
+            dets.append(d)
+            scores.append(rng.random(len(d)))
+            gts.append(g)
+        res = evaluate_detections(dets, scores, gts, score_thresh=0.0)
+        n_tp = sum(int(mutual_best_matches(box_iou(g, d))[1].sum()) for g, d in zip(gts, dets))
+        self.assertEqual(res.n_tp, n_tp)
+        self.assertGreater(n_tp, 10)
+
     def test_bad_input(self):
         with self.assertRaisesRegex(ValueError, "image 1: NaN"):
             evaluate_detections([[], [[0, 0, 1, 1]]], [[], [np.nan]], [[], []])

@@ -262,6 +262,27 @@ class TestHandMadeCases(unittest.TestCase):
         self.assertAlmostEqual(res.ap[0], 1 / (1 + len(copies)), places=12)
         self.assertEqual(res.hits[0].tolist(), [False, True, True])
 
+    def test_prepared_gallery_is_shared_and_checked(self):
+        from ian_d2.evaluation import PreparedGallery
+        from ian_d2.evaluation.search_metrics import _distinct_rows
+
+        gt = [0, 0, 50, 100]
+        table = _table([[(gt, 0.9, [1.0, 0.0])], [(gt, 0.4, [0.0, 1.0])], [(gt, 0.9, [1.0, 0.0])]])
+        gal = SearchGalleries.from_lists([[0, 1, 2]], [[gt, NAN4, NAN4]])
+        prepared = PreparedGallery(table, 0.5)
+        a = evaluate_search([[1.0, 0.0]], table, gal, prepared=prepared)
+        b = evaluate_search([[1.0, 0.0]], table, gal)
+        np.testing.assert_array_equal(a.ap, b.ap)
+        self.assertEqual(a.ap[0], 0.5)  # tied with the identical embedding of image 2
+        with self.assertRaisesRegex(ValueError, "another table or detection threshold"):
+            evaluate_search([[1.0, 0.0]], table, gal, det_thresh=0.3, prepared=prepared)
+        # distinct-row groups: exact copies share a group, near copies do not
+        x = np.array([[1.0, 2.0], [1.0, np.nextafter(2.0, 3.0)], [1.0, 2.0], [-0.0, 1.0]])
+        rep, group = _distinct_rows(x)
+        self.assertEqual(group[0], group[2])
+        self.assertEqual(len(set(group.tolist())), 3)
+        np.testing.assert_array_equal(x[rep[group]], x)
+
     def test_near_ties_one_ulp_apart_keep_their_order(self):
         # Unit embeddings whose similarities to the query e0 are exactly their first components
         # (every other product is 0, so any summation order is exact): candidates 1 ulp apart
