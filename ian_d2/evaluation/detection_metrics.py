@@ -157,15 +157,25 @@ class DetectionResult:
         return out
 
 
-def _check_image(i: int, boxes: np.ndarray, scores: np.ndarray, gts: np.ndarray) -> None:
-    """Raise ValueError naming image ``i`` for a NaN score or a non-finite / inverted box."""
-    if np.isnan(scores).any():
-        raise ValueError(f"image {i}: NaN detection score")
-    for what, b in (("detection", boxes), ("GT", gts)):
-        if not np.isfinite(b).all():
-            raise ValueError(f"image {i}: non-finite {what} box")
-        if np.any((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])):
-            raise ValueError(f"image {i}: {what} box with x2 < x1 or y2 < y1")
+def _check_values(
+    boxes: np.ndarray, scores: np.ndarray, det_img: np.ndarray, gts: np.ndarray, gt_img: np.ndarray
+) -> None:
+    """Raise ValueError naming the first image with a NaN score or a non-finite / inverted box."""
+    bad = np.isnan(scores)
+    if bad.any():
+        raise ValueError(f"image {det_img[np.flatnonzero(bad)[0]]}: NaN detection score")
+    for what, b, img in (("detection", boxes, det_img), ("GT", gts, gt_img)):
+        bad = ~np.isfinite(b).all(axis=1)
+        inverted = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+        first = {}
+        if bad.any():
+            first[int(img[np.flatnonzero(bad)[0]])] = f"non-finite {what} box"
+        if inverted.any():
+            i = int(img[np.flatnonzero(inverted)[0]])
+            first.setdefault(i, f"{what} box with x2 < x1 or y2 < y1")
+        if first:
+            i = min(first)
+            raise ValueError(f"image {i}: {first[i]}")
 
 
 def _first_argmax(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -281,10 +291,8 @@ def evaluate_detections(
         raise ValueError(f"{len(gt_labeled)} labeled masks for {n_img} images")
     if labeled_only and gt_labeled is None:
         raise ValueError("labeled_only detection evaluation needs the gt_labeled masks")
-    # 1. Per image: shapes, the score threshold (in the scores' own dtype) and the GT used; the
-    # value checks and the matching run on the concatenation.
-    det_b, det_s, gt_b, gt_lab, det_img, gt_img = [], [], [], [], [], []
-    n_skipped = 0
+    # 1. Per image: arrays and shapes only; the values are checked on the concatenation.
+    det_b, det_s, gt_b, gt_lab, keep = [], [], [], [], []
     for i in range(n_img):
         boxes = np.asarray(det_boxes[i], np.float64).reshape(-1, 4)
         scores = np.asarray(det_scores[i]).reshape(-1)
@@ -293,38 +301,46 @@ def evaluate_detections(
         gts = np.asarray(gt_boxes[i], np.float64).reshape(-1, 4)
         if boxes.shape[0] != scores.size:
             raise ValueError(f"image {i}: {boxes.shape[0]} boxes but {scores.size} scores")
-        _check_image(i, boxes, scores, gts)
-        lab = np.ones(gts.shape[0], bool)
         if gt_labeled is not None:
             lab = np.asarray(gt_labeled[i], bool).reshape(-1)
             if lab.size != gts.shape[0]:
                 raise ValueError(f"image {i}: labeled mask of {lab.size} for {gts.shape[0]} GT")
-            if labeled_only:
-                if not lab.any():
-                    n_skipped += 1  # no labeled person: the image and its detections are skipped
-                    continue
-                gts, lab = gts[lab], lab[lab]
-        keep = scores >= np.asarray(score_thresh, dtype=scores.dtype)
-        det_b.append(boxes[keep])
-        det_s.append(scores[keep].astype(np.float64))
+            gt_lab.append(lab)
+        det_b.append(boxes)
+        det_s.append(scores)
         gt_b.append(gts)
-        gt_lab.append(lab)
-        det_img.append(np.full(int(keep.sum()), i, np.int64))
-        gt_img.append(np.full(gts.shape[0], i, np.int64))
-    cat = lambda parts, empty: np.concatenate(parts + [empty])  # noqa: E731
-    y_score = cat(det_s, np.zeros(0))
-    gt_matched, y_true = _mutual_best_matches_all(
-        cat(det_b, np.zeros((0, 4))),
-        cat(det_img, np.zeros(0, np.int64)),
-        cat(gt_b, np.zeros((0, 4))),
-        cat(gt_img, np.zeros(0, np.int64)),
-        iou_thresh,
+    dtypes = {sc.dtype for sc in det_s}
+    if len(dtypes) > 1:  # the threshold is compared in each image's own score dtype
+        keep = [sc >= np.asarray(score_thresh, dtype=sc.dtype) for sc in det_s]
+    det_count = np.asarray([b.shape[0] for b in det_b], np.int64)
+    gt_count = np.asarray([b.shape[0] for b in gt_b], np.int64)
+    det_img = np.repeat(np.arange(n_img), det_count)
+    gt_img = np.repeat(np.arange(n_img), gt_count)
+    boxes = np.concatenate(det_b + [np.zeros((0, 4))])
+    scores = np.concatenate(det_s + [np.zeros(0, dtypes.pop() if len(dtypes) == 1 else None)])
+    gts = np.concatenate(gt_b + [np.zeros((0, 4))])
+    _check_values(boxes, scores, det_img, gts, gt_img)
+    keep = (
+        np.concatenate(keep + [np.zeros(0, bool)])
+        if keep
+        else scores >= np.asarray(score_thresh, dtype=scores.dtype)
     )
-    lab_all = cat(gt_lab, np.zeros(0, bool))
+    lab = np.concatenate(gt_lab + [np.zeros(0, bool)]) if gt_labeled is not None else None
+    n_skipped = 0
+    if labeled_only:
+        # no labeled person: the image and its detections are skipped; unlabeled GT is removed
+        skip = np.bincount(gt_img[lab], minlength=n_img) == 0
+        n_skipped = int(skip.sum())
+        keep &= ~skip[det_img]
+        gts, gt_img, lab = gts[lab], gt_img[lab], None
+    y_score = scores[keep].astype(np.float64)
+    gt_matched, y_true = _mutual_best_matches_all(
+        boxes[keep], det_img[keep], gts, gt_img, iou_thresh
+    )
     n_gt, n_tp = int(gt_matched.size), int(y_true.sum())
-    n_lab, n_lab_tp = (0, 0) if gt_labeled is None else (int(lab_all.sum()), 0)
-    if gt_labeled is not None:
-        n_lab_tp = int((lab_all & gt_matched).sum())
+    n_lab = n_lab_tp = 0
+    if lab is not None:
+        n_lab, n_lab_tp = int(lab.sum()), int((lab & gt_matched).sum())
     if n_gt == 0:
         logger.warning("Detection evaluation without any GT box: recall and AP reported as 0")
     recall = n_tp / n_gt if n_gt else 0.0

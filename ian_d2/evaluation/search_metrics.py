@@ -50,6 +50,7 @@ entry is evaluated on its own (the image's detections enter the ranking once per
 
 _CHUNK_ELEMS = 1 << 23  # elements of the largest temporary per query chunk (~64 MB of float64)
 _SPARSE_RATIO = 30  # use the gather path when pairs * ratio < queries * detections
+_NORM_BLOCK = 16384  # rows normalised together (a block of float64 copies: 32 MB at E = 256)
 
 
 def normalize_embeddings(
@@ -74,8 +75,8 @@ def normalize_embeddings(
     if x.ndim != 2:
         raise ValueError(f"{what} embeddings must be [N, E], got shape {x.shape}")
     out = np.empty(x.shape, dtype=np.float64)
-    for r0 in range(0, x.shape[0], 2048):  # cache-sized blocks of rows
-        block = x[r0 : r0 + 2048].astype(np.float64)
+    for r0 in range(0, x.shape[0], _NORM_BLOCK):  # blocks of rows
+        block = x[r0 : r0 + _NORM_BLOCK].astype(np.float64)
         # Sum of squares in a fixed sequential order per row (not BLAS, not alignment-dependent
         # pairwise sums): identical rows give identical norms, whatever the batch.
         sq = np.zeros(block.shape[0], dtype=np.float64)
@@ -91,7 +92,7 @@ def normalize_embeddings(
             raise ValueError(
                 f"{what} {name(r0 + int(np.flatnonzero(bad)[0]))} has a zero embedding"
             )
-        out[r0 : r0 + 2048] = block / np.sqrt(sq)[:, None]
+        out[r0 : r0 + _NORM_BLOCK] = block / np.sqrt(sq)[:, None]
     return out
 
 
