@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", nargs="+", required=True, choices=("torchscript", "onnx"),
         help="one or both formats, written into the same folder",
     )  # fmt: skip
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="bf16 (TorchScript only): backbone, RPN head and res5 in bfloat16, the rest fp32",
+    )  # fmt: skip
     p.add_argument("--config-file", required=True, metavar="FILE")
     p.add_argument("--output", required=True, metavar="DIR", help="the export folder")
     p.add_argument(
@@ -48,7 +52,9 @@ def main(argv=None):
     cfg = get_ian_cfg(args.config_file, args.opts)
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
-    manifest = export_model(cfg, args.output, args.format, verify=args.verify)
+    manifest = export_model(
+        cfg, args.output, args.format, verify=args.verify, precision=args.precision
+    )
     summary = {
         "output": args.output,
         "models": manifest["models"],

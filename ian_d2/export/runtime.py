@@ -147,7 +147,7 @@ class _OnnxBackend:
 
 
 class _TorchScriptBackend:
-    def __init__(self, path: str, optimize: bool = True, num_threads=None):
+    def __init__(self, path: str, optimize: bool = True, num_threads=None, onednn_rewrites=True):
         try:
             import torch
             import torchvision  # noqa: F401  (registers the nms and roi_align ops the graph calls)
@@ -164,8 +164,10 @@ class _TorchScriptBackend:
         if isinstance(self.file_meta, bytes):
             self.file_meta = self.file_meta.decode()
         module.eval()
-        if optimize:  # conv + batch-norm folding, oneDNN layouts and fused ops
-            module = torch.jit.optimize_for_inference(torch.jit.freeze(module))
+        if optimize:  # constants folded (conv + batch norm), then oneDNN layouts and fused ops
+            module = torch.jit.freeze(module)
+            if onednn_rewrites:
+                module = torch.jit.optimize_for_inference(module)
         self.module = module
 
     def __call__(self, *arrays: np.ndarray) -> List[np.ndarray]:
@@ -274,7 +276,9 @@ class PersonSearchModel:
             if backend == "onnx":
                 net = _OnnxBackend(path, providers, num_threads)
             else:
-                net = _TorchScriptBackend(path, optimize, num_threads)
+                # optimize_for_inference's oneDNN rewrites are float32-only
+                fp32 = self.manifest.get("precision", "fp32") == "fp32"
+                net = _TorchScriptBackend(path, optimize, num_threads, onednn_rewrites=fp32)
             self._check_file_meta(path, net.file_meta, role)
             self._nets[role] = net
 

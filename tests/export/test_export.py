@@ -66,6 +66,7 @@ def _eager_embed(model, to_input, image, boxes):
     return emb.numpy()
 
 
+@pytest.mark.slow  # the shared export of both formats with its check: ~35 s
 @pytest.mark.synthetic_cuhk_sysu
 class TestExportParity(unittest.TestCase):
     @classmethod
@@ -257,7 +258,7 @@ class TestExportRefusals(unittest.TestCase):
              "DEFORM_ON_PER_STAGE: deformable convolution"),
             (["TEST.AUG.ENABLED", True], "TEST.AUG.ENABLED: test-time augmentation"),
             (["MODEL.META_ARCHITECTURE", "CropClassifier"], "CropClassifier has no detector"),
-            (["MODEL.ROI_HEADS.NAME", "Res5ROIHeads"], "needs PersonSearchROIHeads"),
+            (["MODEL.ROI_HEADS.NAME", "Res5ROIHeads"], "need PersonSearchROIHeads"),
             (["MODEL.LOAD_PROPOSALS", True], "precomputed proposals"),
         ]  # fmt: skip
         for opts, message in cases:
@@ -279,3 +280,102 @@ class TestExportRefusals(unittest.TestCase):
         self.assertIn("torchscript", message)
         self.assertIn("does not trace", message)
         self.assertIn("test_export.py", message)  # the tracer warning at the head's line
+
+
+@pytest.mark.synthetic_cuhk_sysu
+class TestIndexWithExportedModel(unittest.TestCase):
+    """``python -m ian_d2.search index --backend onnx``: a process where Detectron2 cannot be
+    imported builds the index; it stores the eager model's detections, and the eager searcher
+    queries it (the exported model carries the eager model's fingerprint)."""
+
+    @pytest.mark.slow
+    def test_onnx_backend_index_without_detectron2(self):
+        from ian_d2.search import GallerySearcher, index_gallery
+        from ian_d2.search.store import read_embeddings, read_table, list_shards
+
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = save_model(os.path.join(tmp, "model.pth"))
+            cfg = make_cfg(weights)
+            model = load_search_model(cfg)
+            exported = os.path.join(tmp, "exported")
+            export_model(cfg, exported, ["onnx"], model=model, verify=False)
+            images = sorted(glob.glob(os.path.join(self.synthetic.images, "*.jpg")))[:5]
+            onnx_index, eager_index = os.path.join(tmp, "onnx_index"), os.path.join(tmp, "eager")
+            code = (
+                "import sys; sys.modules['detectron2'] = None\n"
+                "from ian_d2.search.cli import main\n"
+                f"main(['index', '--backend', 'onnx', '--exported-model', {exported!r}, "
+                f"'--gallery', *{images!r}, '--out', {onnx_index!r}, '--score-thresh', '0', "
+                "'--num-workers', '0'])\n"
+                "assert not any(m.startswith('detectron2') and sys.modules[m] is not None "
+                "for m in sys.modules)\n"
+            )
+            res = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+            )
+            self.assertEqual(res.returncode, 0, res.stderr[-3000:])
+            index_gallery(
+                cfg, images, eager_index, score_thresh=0.0, model=model, num_workers=0,
+                progress=False,
+            )  # fmt: skip
+            tables = [read_table(list_shards(d)).to_pydict() for d in (onnx_index, eager_index)]
+            self.assertEqual(tables[0]["source"], tables[1]["source"])  # same detections per image
+            for k in ("x1", "y1", "x2", "y2"):
+                np.testing.assert_allclose(tables[0][k], tables[1][k], atol=0.05)
+            np.testing.assert_allclose(tables[0]["score"], tables[1]["score"], atol=1e-3)
+            emb = [read_embeddings(list_shards(d), 256) for d in (onnx_index, eager_index)]
+            self.assertGreaterEqual(float((emb[0] * emb[1]).sum(1).min()), 0.999)
+            # the eager searcher opens the ONNX-built index (same model fingerprint)
+            searcher = GallerySearcher(onnx_index, model=model)
+            t = tables[0]
+            box = [t[k][3] for k in ("x1", "y1", "x2", "y2")]
+            top = searcher.query(t["source"][3], box, top_k=1)["matches"][0]
+            np.testing.assert_allclose(top["box"], box, atol=0.01)
+            self.assertGreater(top["similarity"], 0.999)
+            # bad combinations of options
+            from ian_d2.search.cli import main as search_main
+
+            for argv, message in (
+                (["--backend", "onnx"], "needs --exported-model"),
+                (["--backend", "onnx", "--exported-model", exported, "--config-file", "x.yaml"],
+                 "no --config-file"),
+                (["--exported-model", exported], "needs --config-file"),
+            ):  # fmt: skip
+                with self.subTest(argv=argv), self.assertRaisesRegex(ValueError, message):
+                    search_main(["index", *argv, "--gallery", images[0], "--out", tmp + "/x"])
+
+
+class TestBf16Export(unittest.TestCase):
+    @pytest.mark.slow
+    def test_bf16_trunks_torchscript(self):
+        """``--precision bf16``: the convolution trunks in bfloat16; the export reproduces the
+        eager model converted the same way, and stays close to float32."""
+        from ian_d2.export.exporter import bf16_trunks, gallery_inference
+
+        cfg = make_cfg("")
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as out:
+            with self.assertRaisesRegex(ExportError, "bf16 is a TorchScript option"):
+                export_model(cfg, out, ["onnx"], precision="bf16")
+            manifest = export_model(cfg, out, ["torchscript"], precision="bf16")
+            self.assertEqual(manifest["precision"], "bf16")
+            for report in manifest["checks"]["torchscript"]:  # against the bf16 eager model
+                self.assertEqual(report["n_unmatched"], 0)
+                self.assertLessEqual(report["max_score_diff"], 1e-3)
+            runtime = rt.PersonSearchModel(out, "torchscript")
+            image = (np.random.RandomState(0).rand(150, 200, 3) * 255).astype(np.uint8)
+            det = runtime.detect(image)
+            self.assertEqual(det["embeddings"].dtype, np.float32)
+            self.assertEqual(det["embeddings"].shape[1], 256)
+            # the bf16 model itself: the trunks' weights are bfloat16, the heads float32
+            from ian_d2.export.exporter import load_export_model
+
+            fp32 = load_export_model(cfg)
+            half = bf16_trunks(fp32)
+            self.assertEqual(half.backbone.stem.conv1.weight.dtype, torch.bfloat16)
+            self.assertEqual(half.roi_heads.box_predictor.cls_score.weight.dtype, torch.float32)
+            x = torch.rand(3, 96, 128) * 255
+            with torch.no_grad():
+                a, b = gallery_inference(fp32, x), gallery_inference(half, x)
+            self.assertEqual(b[2].dtype, torch.float32)
+            self.assertEqual(len(a[0]), len(b[0]))
