@@ -40,7 +40,7 @@ import shutil
 import traceback
 import uuid
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 import numpy as np
