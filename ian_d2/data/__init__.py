@@ -6,7 +6,7 @@ built-in datasets (and the COCO dataset lists) enter Detectron2's catalog when
 catalog (``get_num_train_pids``, ``register_person_search_dataset``).
 """
 
-import importlib
+from .._lazy import lazy_names
 
 _MODULE_OF = {
     "PersonSearchDatasetMapper": ".dataset_mapper",
@@ -17,11 +17,4 @@ _MODULE_OF = {
 
 __all__ = sorted(_MODULE_OF)
 
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _MODULE_OF)

@@ -9,7 +9,7 @@ Only the evaluator and :mod:`.config` import torch / Detectron2; the names below
 module on first use, so that ``python -m ian_d2.evaluation.rescore`` starts without torch.
 """
 
-import importlib
+from .._lazy import lazy_names
 
 _EXPORTS = {
     "structures": ("GalleryTable", "SearchGalleries", "SearchResult"),
@@ -49,19 +49,8 @@ _EXPORTS = {
     "config": ("add_person_search_eval_config",),
     "evaluator": ("PersonSearchEvaluator",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+_MODULE_OF = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(_MODULE_OF)
 
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _MODULE_OF)

@@ -156,17 +156,11 @@ def _setup_logger() -> None:
     setup_logger(name="ian_d2")
 
 
-def _index_worker(args) -> Dict[str, object]:
-    from ..config import get_ian_cfg
-
-    cfg = get_ian_cfg(args.config_file, args.opts)
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg.freeze()
-    _setup_logger()
-    return index_gallery(
-        cfg,
-        args.gallery,
-        args.out,
+def _index_arguments(args) -> Dict[str, object]:
+    """The arguments of ``index_gallery`` after the model, from the ``index`` command line."""
+    return dict(
+        gallery=args.gallery,
+        out_dir=args.out,
         fps=args.fps,
         score_thresh=args.score_thresh,
         vector_params=vector_params(args),
@@ -176,6 +170,16 @@ def _index_worker(args) -> Dict[str, object]:
         resume=args.resume,
         append=args.append,
     )
+
+
+def _index_worker(args) -> Dict[str, object]:
+    from ..config import get_ian_cfg
+
+    cfg = get_ian_cfg(args.config_file, args.opts)
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg.freeze()
+    _setup_logger()
+    return index_gallery(cfg, **_index_arguments(args))
 
 
 def _index_exported(args) -> Dict[str, object]:
@@ -194,20 +198,7 @@ def _index_exported(args) -> Dict[str, object]:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     backend = ExportedBackend(args.exported_model, args.backend, num_threads=args.threads)
-    return index_gallery(
-        None,
-        args.gallery,
-        args.out,
-        fps=args.fps,
-        score_thresh=args.score_thresh,
-        vector_params=vector_params(args),
-        batch_size=args.batch_size,
-        shard_size=args.shard_size,
-        num_workers=args.num_workers,
-        resume=args.resume,
-        append=args.append,
-        backend=backend,
-    )
+    return index_gallery(None, **_index_arguments(args), backend=backend)
 
 
 def run_index(args) -> Optional[Dict[str, object]]:

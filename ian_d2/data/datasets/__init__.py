@@ -5,7 +5,7 @@
 The names below load their module on first use.
 """
 
-import importlib
+from ..._lazy import lazy_names
 
 _EXPORTS = {
     ".builtin": (
@@ -30,11 +30,4 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 
 __all__ = sorted(_MODULE_OF)
 
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _MODULE_OF)
