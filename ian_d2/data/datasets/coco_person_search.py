@@ -94,7 +94,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ...utils.io import atomic_write
-from ._common import DatasetFormatError, clip_and_filter, read_image_sizes, require_file
+from ._common import (
+    DatasetFormatError,
+    cache_dir,
+    clip_and_filter,
+    read_image_sizes,
+    require_file,
+)
 
 __all__ = [
     "COCO_FAMILY",
@@ -892,10 +898,8 @@ def _cache_dir() -> str:
     """``$IAN_D2_CACHE/protocols`` (default ``~/.cache/ian_d2/protocols``; also when the
     annotation cache is switched off with ``IAN_D2_CACHE=off``: a derived protocol must be
     saved somewhere)."""
-    value = os.getenv("IAN_D2_CACHE", "")
-    if value.strip().lower() in ("", "off", "0", "none"):
-        value = os.path.join("~", ".cache", "ian_d2")
-    return os.path.join(os.path.expanduser(value), "protocols")
+    folder = cache_dir() or os.path.expanduser(os.path.join("~", ".cache", "ian_d2"))
+    return os.path.join(folder, "protocols")
 
 
 def derived_protocol_path(json_file: str) -> str:
