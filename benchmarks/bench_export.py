@@ -89,19 +89,25 @@ VARIANTS = (
 
 
 def _other_processes(n: int = 6) -> List[str]:
-    """The busiest other processes (CPU %, command), from ``ps``."""
+    """The busiest other processes (lifetime CPU %, state, command), from ``ps``.
+
+    ``ps``'s CPU % is an average over the process's life, so a process paused for the
+    measurement (state ``T``, e.g. ``kill -STOP``) still shows its past load: the state says it
+    took no CPU during the run.
+    """
     try:
         out = subprocess.run(
-            ["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True, text=True
+            ["ps", "-eo", "pid,pcpu,stat,args", "--sort=-pcpu"], capture_output=True, text=True
         ).stdout.splitlines()[1:]
     except OSError:
         return []
     rows = []
     for line in out:
-        pid, cpu, args = line.strip().split(None, 2)
+        pid, cpu, stat, args = line.strip().split(None, 3)
         if int(pid) == os.getpid() or args.startswith("ps "):
             continue
-        rows.append(f"{cpu}% {args[:110]}")
+        paused = " (stopped)" if stat.startswith("T") else ""
+        rows.append(f"{cpu}% {stat}{paused} {args[:110]}")
         if len(rows) == n:
             break
     return rows
