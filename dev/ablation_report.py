@@ -43,6 +43,7 @@ __all__ = [
     "summarize",
     "contrast",
     "load_runs",
+    "runs_meta",
     "build_report",
     "render_markdown",
     "plot_figures",
@@ -234,6 +235,59 @@ def _protocol_order(key: str) -> Tuple[int, int]:
     return (size < 0, size)
 
 
+def _table_order() -> List[str]:
+    """The step-2 reference, the lambda sweep, then the other variants of :data:`TABLES`."""
+    out = [REFERENCE] + list(TABLES[1][2])  # the step-2 model, the lambda sweep (Fig. 4)
+    for _, _, rows, _ in TABLES:
+        out += [v for v in rows if v not in out]
+    return out
+
+
+def runs_meta(runs_dir: str) -> dict:
+    """What the finished runs under ``runs_dir`` say about themselves, for a report made without
+    the runner (``python dev/ablation_report.py``): data set, schedules, device, wall time.
+
+    Every ``ablation_run.json`` counts, step 1 included; the data generation time is read from
+    the runner's ``generated.json`` when the data set sits at the default place.
+    """
+    records = []
+    for path in sorted(glob.glob(os.path.join(runs_dir, "seed*", "*", RUN_FILE))):
+        with open(path) as f:
+            records.append(json.load(f))
+    if not records:
+        return {}
+    dataset = records[0].get("spec", {}).get("dataset", {})
+    iters, seconds = {}, {}
+    for r in records:
+        name = r["variant"] if r["variant"] in ("step1", REFERENCE) else "variant"
+        iters.setdefault(name, set()).add(r.get("opts", {}).get("SOLVER.MAX_ITER"))
+        seconds.setdefault(name, []).append(
+            r.get("train_seconds", 0.0) + r.get("score_seconds", 0.0)
+        )
+    compute = sum(sum(v) for v in seconds.values())
+    order = {"step1": 0, REFERENCE: 1, "variant": 2}
+    out = {
+        "pool_images": dataset.get("test_images"),
+        "dataset": (
+            f"synthetic CUHK-SYSU, preset {dataset.get('preset')!r}: "
+            f"{dataset.get('test_images')} test images, {dataset.get('queries')} queries of "
+            "unseen identities"
+        ),
+        "schedule": ", ".join(
+            f"{k.replace('step', 'step ')} {'/'.join(str(i) for i in sorted(v, key=str))}"
+            for k, v in sorted(iters.items(), key=lambda kv: order[kv[0]])
+        )
+        + " iterations (the same for every variant)",
+        "device": "/".join(sorted({str(r.get("opts", {}).get("MODEL.DEVICE")) for r in records})),
+        "compute_seconds": round(compute, 1),
+        "compute_hours": round(compute / 3600.0, 2),
+        "finished_runs": len(records),
+        # the median is robust to a run slowed by other jobs or paused (its wall time counts)
+        "median_seconds_per_run": {k: round(float(np.median(v)), 1) for k, v in seconds.items()},
+    }
+    return out
+
+
 def _complete_seeds(runs: Dict[Tuple[int, str], dict], variants: Sequence[str]) -> List[int]:
     seeds = sorted({s for s, _ in runs})
     return [s for s in seeds if all((s, v) in runs for v in variants)]
@@ -266,11 +320,10 @@ def build_report(
     Raises:
         ValueError: no complete seed, or runs of different test sets / queries.
     """
-    if variants is None:
-        variants = []
-        for _, v in runs:
-            if v not in variants:
-                variants.append(v)
+    if variants is None:  # every variant found, in the order of the paper's tables
+        found = {v for _, v in runs}
+        variants = [v for v in _table_order() if v in found]
+        variants += sorted(found - set(variants))
     variants = list(variants)
     wanted = variants + ([REFERENCE] if REFERENCE not in variants else [])
     seeds = _complete_seeds(runs, wanted)
@@ -617,6 +670,7 @@ def write_report(
     meta: Optional[dict] = None,
 ) -> dict:
     """Aggregate the runs under ``runs_dir`` into ``out_dir`` (results.json/.md, plots)."""
+    meta = dict(runs_meta(runs_dir), **(meta or {}))
     report = build_report(
         load_runs(runs_dir), variants, resamples=resamples, rng_seed=rng_seed, meta=meta
     )

@@ -2,6 +2,7 @@
 values, the report from fake finished runs, the plan (one setting per variant, one schedule),
 skipping and resuming; end to end in --quick mode (slow)."""
 
+import glob
 import json
 import os
 import tempfile
@@ -165,6 +166,33 @@ class TestReport(unittest.TestCase):
         self.assertIn("77.2 / 80.5", md)  # IAN's published number (PROTOCOLS.md)
         for png in ("fig4_lambda.png", "fig5_gallery.png"):
             self.assertGreater(os.path.getsize(os.path.join(out, png)), 1000)
+
+    def test_standalone_report_reads_its_facts_from_the_runs(self):
+        # python dev/ablation_report.py without the runner: pool size (Fig. 5's x axis), data
+        # set, schedule, device and wall time come from the runs' own records
+        for path in glob.glob(os.path.join(self.runs_dir, "seed*", "*", report.RUN_FILE)):
+            with open(path) as f:
+                run = json.load(f)
+            step2 = run["variant"] == "step2"
+            run["opts"] = {"SOLVER.MAX_ITER": 800 if step2 else 300, "MODEL.DEVICE": "cpu"}
+            run["spec"] = {"dataset": {"preset": "ablation", "queries": 120, "test_images": 400}}
+            run["train_seconds"], run["score_seconds"] = (100.0 if step2 else 10.0), 1.0
+            with open(path, "w") as f:
+                json.dump(run, f)
+        out = os.path.join(self._tmp.name, "standalone")
+        res = report.write_report(self.runs_dir, out, resamples=50)
+        meta = res["meta"]
+        self.assertEqual(meta["pool_images"], 400)
+        self.assertEqual(meta["device"], "cpu")
+        self.assertEqual(meta["finished_runs"], 13)  # 3 seeds x 4 runs + the unfinished seed's
+        self.assertAlmostEqual(meta["compute_seconds"], 3 * (101 + 3 * 11) + 11)
+        self.assertEqual(meta["median_seconds_per_run"], {"step2": 101.0, "variant": 11.0})
+        self.assertTrue(meta["schedule"].startswith("step 2 800, variant 300 iterations"))
+        # the paper's order (step 2, the lambda sweep, the other variants), not the folders'
+        self.assertEqual(list(res["metrics"]), ["step2", "lambda_0", "lambda_0.032", "all_pos"])
+        self.assertGreater(os.path.getsize(os.path.join(out, "fig5_gallery.png")), 1000)
+        with open(os.path.join(out, "results.md")) as f:
+            self.assertIn("every one of the 400 test images", f.read())
 
     def test_other_queries_refused(self):
         bad = os.path.join(self.runs_dir, "seed1", "all_pos", report.RUN_FILE)
