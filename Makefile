@@ -30,7 +30,7 @@ demo: setup
 	$(PY) dev/synthetic_demo.py
 
 # IAN's ablations (Tables I-IV, Figs. 4-5) on synthetic data, 3 seeds, 95% confidence intervals,
-# report in docs/ablations/ (dev/ablations.py; resumes, skips finished runs; ~2 h on 2 CPU cores,
+# report in docs/ablations/ (dev/ablations.py; resumes, skips finished runs; ~2.2 h on 2 idle CPU cores,
 # a GPU is used when visible). ablations-quick: the same pipeline on tiny data in a few minutes.
 ablations: setup
 	$(PY) dev/ablations.py
