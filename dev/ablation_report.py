@@ -596,7 +596,8 @@ def plot_figures(report: dict, out_dir: str) -> List[str]:
         n = len(report["meta"]["seeds"])
         fig.suptitle(
             f"Fig. 4 on synthetic CUHK-SYSU ({_protocol_name(main, protos[main])}, "
-            f"{protos[main]['n_queries']} queries): mean of {n} seeds (line), seeds (dots), "
+            f"{protos[main]['n_queries']} queries): mean of {n} seed{'s' if n != 1 else ''} "
+            "(line), seeds (dots), "
             "95% bootstrap CI over queries (bars)",
             fontsize=9,
         )
