@@ -247,8 +247,8 @@ def runs_meta(runs_dir: str) -> dict:
     """What the finished runs under ``runs_dir`` say about themselves, for a report made without
     the runner (``python dev/ablation_report.py``): data set, schedules, device, wall time.
 
-    Every ``ablation_run.json`` counts, step 1 included; the data generation time is read from
-    the runner's ``generated.json`` when the data set sits at the default place.
+    Every ``ablation_run.json`` counts, step 1 included (the data generation does not: the
+    runner adds it to the meta it passes).
     """
     records = []
     for path in sorted(glob.glob(os.path.join(runs_dir, "seed*", "*", RUN_FILE))):
