@@ -42,6 +42,7 @@ __all__ = [
     "main_protocol",
     "summarize",
     "contrast",
+    "read_records",
     "load_runs",
     "runs_meta",
     "build_report",
@@ -219,15 +220,24 @@ def contrast(
 # --------------------------------------------------------------------------------------------
 
 
-def load_runs(runs_dir: str) -> Dict[Tuple[int, str], dict]:
-    """Every finished run under ``runs_dir``: {(seed, variant): the run's ablation_run.json}."""
-    out = {}
+def read_records(runs_dir: str) -> List[dict]:
+    """The ``ablation_run.json`` of every finished run under ``runs_dir`` (step 1 included)."""
+    records = []
     for path in sorted(glob.glob(os.path.join(runs_dir, "seed*", "*", RUN_FILE))):
         with open(path) as f:
-            run = json.load(f)
-        if "per_query" in run:
-            out[(int(run["seed"]), str(run["variant"]))] = run
-    return out
+            records.append(json.load(f))
+    return records
+
+
+def load_runs(runs_dir: str, records: Optional[List[dict]] = None) -> Dict[Tuple[int, str], dict]:
+    """Every finished, scored run: {(seed, variant): the run's ablation_run.json}.
+
+    Args:
+        runs_dir: the runner's output folder (read unless ``records`` is given).
+        records: :func:`read_records` of that folder, already read.
+    """
+    records = read_records(runs_dir) if records is None else records
+    return {(int(r["seed"]), str(r["variant"])): r for r in records if "per_query" in r}
 
 
 def _protocol_order(key: str) -> Tuple[int, int]:
@@ -243,17 +253,14 @@ def _table_order() -> List[str]:
     return out
 
 
-def runs_meta(runs_dir: str) -> dict:
-    """What the finished runs under ``runs_dir`` say about themselves, for a report made without
-    the runner (``python dev/ablation_report.py``): data set, schedules, device, wall time.
+def runs_meta(records: List[dict]) -> dict:
+    """What the finished runs say about themselves, for a report made without the runner
+    (``python dev/ablation_report.py``): data set, schedules, device, wall time.
 
-    Every ``ablation_run.json`` counts, step 1 included (the data generation does not: the
-    runner adds it to the meta it passes).
+    Args:
+        records: :func:`read_records`; every run counts, step 1 included (the data generation
+            does not: the runner adds it to the meta it passes).
     """
-    records = []
-    for path in sorted(glob.glob(os.path.join(runs_dir, "seed*", "*", RUN_FILE))):
-        with open(path) as f:
-            records.append(json.load(f))
     if not records:
         return {}
     dataset = records[0].get("spec", {}).get("dataset", {})
@@ -671,9 +678,10 @@ def write_report(
     meta: Optional[dict] = None,
 ) -> dict:
     """Aggregate the runs under ``runs_dir`` into ``out_dir`` (results.json/.md, plots)."""
-    meta = dict(runs_meta(runs_dir), **(meta or {}))
+    records = read_records(runs_dir)
+    meta = dict(runs_meta(records), **(meta or {}))
     report = build_report(
-        load_runs(runs_dir), variants, resamples=resamples, rng_seed=rng_seed, meta=meta
+        load_runs(runs_dir, records), variants, resamples=resamples, rng_seed=rng_seed, meta=meta
     )
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:

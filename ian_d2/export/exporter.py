@@ -147,25 +147,28 @@ PRECISIONS = ("fp32", "bf16")
 BF16_TRUNKS = ("backbone", "proposal_generator.rpn_head", "roi_heads.res5")
 
 
-def _to_bf16(x):
+def _map_float_tensors(x, fn):
+    """``fn`` applied to every floating-point tensor in ``x`` (nested lists, tuples, dicts)."""
     if isinstance(x, torch.Tensor) and x.is_floating_point():
-        x = x.to(torch.bfloat16)
-        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+        return fn(x)
     if isinstance(x, (list, tuple)):
-        return type(x)(_to_bf16(v) for v in x)
+        return type(x)(_map_float_tensors(v, fn) for v in x)
     if isinstance(x, dict):
-        return {k: _to_bf16(v) for k, v in x.items()}
+        return {k: _map_float_tensors(v, fn) for k, v in x.items()}
     return x
+
+
+def _bf16_tensor(t: torch.Tensor) -> torch.Tensor:
+    t = t.to(torch.bfloat16)
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def _to_bf16(x):
+    return _map_float_tensors(x, _bf16_tensor)
 
 
 def _to_fp32(x):
-    if isinstance(x, torch.Tensor) and x.is_floating_point():
-        return x.float().contiguous()
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to_fp32(v) for v in x)
-    if isinstance(x, dict):
-        return {k: _to_fp32(v) for k, v in x.items()}
-    return x
+    return _map_float_tensors(x, lambda t: t.float().contiguous())
 
 
 def bf16_trunks(model):
