@@ -582,8 +582,9 @@ def main(argv=None) -> dict:
     compute = sum(r["train_seconds"] + r.get("score_seconds", 0.0) for r in records)
     gen = _read_json(os.path.join(data_root, "generated.json"))["seconds"]
     meta = {
-        "command": "python dev/ablations.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(
+            ["python dev/ablations.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "dataset": (
             f"synthetic CUHK-SYSU, preset {preset!r}: {summary['train_images']} training images "
             f"of {summary['train_identities']} identities, {summary['test_images']} test images, "
