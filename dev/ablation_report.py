@@ -44,6 +44,7 @@ __all__ = [
     "contrast",
     "read_records",
     "load_runs",
+    "run_seconds",
     "runs_meta",
     "build_report",
     "render_markdown",
@@ -253,6 +254,11 @@ def _table_order() -> List[str]:
     return out
 
 
+def run_seconds(record: dict) -> float:
+    """A run's wall time as the report counts it: training plus scoring, in seconds."""
+    return record.get("train_seconds", 0.0) + record.get("score_seconds", 0.0)
+
+
 def runs_meta(records: List[dict]) -> dict:
     """What the finished runs say about themselves, for a report made without the runner
     (``python dev/ablation_report.py``): data set, schedules, device, wall time.
@@ -268,9 +274,7 @@ def runs_meta(records: List[dict]) -> dict:
     for r in records:
         name = r["variant"] if r["variant"] in ("step1", REFERENCE) else "variant"
         iters.setdefault(name, set()).add(r.get("opts", {}).get("SOLVER.MAX_ITER"))
-        seconds.setdefault(name, []).append(
-            r.get("train_seconds", 0.0) + r.get("score_seconds", 0.0)
-        )
+        seconds.setdefault(name, []).append(run_seconds(r))
     compute = sum(sum(v) for v in seconds.values())
     order = {"step1": 0, REFERENCE: 1, "variant": 2}
     out = {

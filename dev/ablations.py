@@ -579,7 +579,7 @@ def main(argv=None) -> dict:
                 main_key, 100 * np.nanmean(np.asarray(rec["per_query"][main_key]["ap"], float)),
                 100 * np.mean(rec["per_query"][main_key]["top1"]), rec["train_seconds"],
             )  # fmt: skip
-    compute = sum(r["train_seconds"] + r.get("score_seconds", 0.0) for r in records)
+    compute = sum(ablation_report.run_seconds(r) for r in records)
     gen = _read_json(os.path.join(data_root, "generated.json"))["seconds"]
     meta = {
         "command": " ".join(
