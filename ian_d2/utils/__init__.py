@@ -1,5 +1,5 @@
 """Utilities: collectives of the identity memories under torch.distributed (:mod:`.comm`),
-atomic files (:mod:`.io`, no torch). Names load their module on first use."""
+atomic files (:mod:`.io`, no torch), file and JSON digests (:mod:`.hashing`, no torch). Names load their module on first use."""
 
 from .._lazy import lazy_names
 
@@ -8,6 +8,9 @@ _MODULE_OF = {
     "broadcast_from_main": ".comm",
     "is_distributed": ".comm",
     "atomic_write": ".io",
+    "canonical_json": ".hashing",
+    "sha256_file": ".hashing",
+    "sha256_text": ".hashing",
 }
 
 __all__ = sorted(_MODULE_OF)
