@@ -359,7 +359,7 @@ def per_query_metrics(pred: str, root: str, rescored: dict) -> Dict[str, dict]:
     Raises:
         RuntimeError: the per-query means differ from the rescore CLI's numbers.
     """
-    from ian_d2.data.datasets.test_split import load_test_split
+    from ian_d2.data.datasets.eval_split import load_test_split
     from ian_d2.evaluation import (
         build_gallery_table,
         cuhk_sysu_protocols,

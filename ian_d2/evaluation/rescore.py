@@ -33,7 +33,7 @@ import logging
 import sys
 from typing import Dict, Optional, Sequence, Tuple
 
-from ..data.datasets.test_split import load_test_split
+from ..data.datasets.eval_split import load_test_split
 from .options import DET_LABELED_MODES, EvalOptions
 from .predictions import load_predictions
 from .scoring import FAMILIES, evaluate_person_search

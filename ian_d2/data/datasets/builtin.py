@@ -40,7 +40,7 @@ from .cuhk_sysu import (
     load_cuhk_sysu_train,
 )
 from .prw import load_prw_gallery, load_prw_query, load_prw_train, prw_train_pid_map
-from .test_split import FAMILIES, load_test_split
+from .eval_split import FAMILIES, load_test_split
 
 __all__ = [
     "register_person_search_dataset",
