@@ -1,9 +1,13 @@
 """Shared pytest fixtures.
 
-The helper modules of ``tests/`` (``repo_scripts``, ``synthetic_testing``, ...) and of
-``tests/modeling/`` (``ian_modeling_testing``) are importable by name from every test: pyproject's
-``[tool.pytest.ini_options] pythonpath`` puts both folders on ``sys.path`` (processes that
-Detectron2's ``launch`` spawns inherit it).
+``tests/`` is a package: its helper modules are imported as ``tests.repo_scripts``,
+``tests.synthetic_testing``, ``tests.search_testing``, ``tests.reference_oracle`` and
+``tests.distributed_workers`` (pytest puts the repository root on ``sys.path``; the processes
+that Detectron2's ``launch`` spawns inherit it). The tiny model config and inputs shared with the
+benchmarks are in the package: :mod:`ian_d2.utils.testing` (``quick_cfg``, ``synthetic_inputs``).
+
+Tiers: ``@pytest.mark.slow`` marks the multi-process, subprocess and training tests; ``make test``
+runs the others (``-m "not slow"``), ``make test-all`` and CI run everything.
 
 The tiny synthetic CUHK-SYSU (``size="tiny"``, seed 0) is generated once per session by the
 ``synthetic_cuhk_sysu`` fixture. unittest classes get it as the class attribute ``synthetic``,

@@ -1,8 +1,10 @@
 """Worker functions of the multi-process tests, started by Detectron2's ``launch``.
 
-``launch`` spawns fresh interpreters that import these functions by module name, so they live in
-a module of their own (the test module would be collected twice). On a machine without GPU,
-``launch`` initialises torch.distributed with the gloo backend: the processes are CPU processes.
+``launch`` spawns fresh interpreters that import these functions by module name
+(``tests.distributed_workers``: the spawned processes get the parent's ``sys.path``, where pytest
+put the repository root), so they live in a module of their own (the test module would be
+collected twice). On a machine without GPU, ``launch`` initialises torch.distributed with the
+gloo backend: the processes are CPU processes.
 """
 
 import json
@@ -105,12 +107,11 @@ def crop_worker(out_dir: str) -> None:
     from detectron2.utils.events import EventStorage
 
     from ian_d2.engine import create_ddp_model
-
-    from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
+    from ian_d2.utils.testing import quick_cfg, synthetic_inputs
 
     rank = comm.get_rank()
     opts = ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -1]
-    cfg = get_tiny_cfg("quick_schedules/step1_crop_pretrain_R18_GN_instant_test.yaml", opts)
+    cfg = quick_cfg("quick_schedules/step1_crop_pretrain_R18_GN_instant_test.yaml", opts)
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
@@ -135,7 +136,7 @@ def _register(root: str, prefix: str) -> None:
 
 def train_worker(train_net_path: str, root: str, prefix: str, argv, out_dir: str) -> None:
     """``train_net.py ARGV`` in this process; then every process saves its model state."""
-    from repo_scripts import load_script
+    from tests.repo_scripts import load_script
 
     _register(root, prefix)
     train_net = load_script(os.path.basename(train_net_path), "train_net")
@@ -151,7 +152,7 @@ def train_worker(train_net_path: str, root: str, prefix: str, argv, out_dir: str
 
 def eval_worker(train_net_path: str, root: str, prefix: str, argv, out_file: str) -> None:
     """``train_net.py --eval-only ARGV``; the main process writes the results as JSON."""
-    from repo_scripts import load_script
+    from tests.repo_scripts import load_script
 
     _register(root, prefix)
     train_net = load_script(os.path.basename(train_net_path), "train_net")

@@ -5,18 +5,16 @@ import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from ian_d2.config import add_ian_config
-from repo_scripts import QUICK_CONFIG
+from ian_d2.utils.testing import NUM_PIDS, quick_cfg
 
 __all__ = ["SMALL_OPTS", "make_cfg", "save_model"]
 
 # R-18-GN at 96x128 with 20 proposals and 8 detections per image: indexing costs ~0.05 s/image.
 SMALL_OPTS = [
     "MODEL.DEVICE", "cpu",
-    "MODEL.REID.NUM_PIDS", 8,
+    "MODEL.REID.NUM_PIDS", NUM_PIDS,
     "MODEL.RPN.POST_NMS_TOPK_TEST", 20,
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
     "TEST.DETECTIONS_PER_IMAGE", 8,
@@ -26,12 +24,8 @@ SMALL_OPTS = [
 
 
 def make_cfg(weights: str, *opts):
-    """The quick config shrunk by ``SMALL_OPTS``, with ``weights``."""
-    cfg = get_cfg()
-    add_ian_config(cfg)
-    cfg.merge_from_file(QUICK_CONFIG)
-    cfg.merge_from_list(SMALL_OPTS + ["MODEL.WEIGHTS", weights] + list(opts))
-    return cfg
+    """The quick config shrunk by ``SMALL_OPTS`` (not ``TINY_OPTS``), with ``weights``."""
+    return quick_cfg(opts=SMALL_OPTS + ["MODEL.WEIGHTS", weights] + list(opts), tiny=False)
 
 
 def save_model(path: str, seed: int = 0, *opts) -> str:

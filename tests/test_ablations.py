@@ -12,7 +12,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from repo_scripts import load_script
+from tests.repo_scripts import load_script
 
 report = load_script(os.path.join("dev", "ablation_report.py"), "ablation_report")
 runner = load_script(os.path.join("dev", "ablations.py"), "ablations")

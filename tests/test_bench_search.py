@@ -9,7 +9,7 @@ import unittest
 
 import numpy as np
 
-from repo_scripts import load_script
+from tests.repo_scripts import load_script
 
 TINY = ["--sizes", "2000", "--queries", "20", "--nprobe", "4", "64", "--ef-search", "16", "64"]
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from detectron2.layers import FrozenBatchNorm2d
 
-from repo_scripts import QUICK_CONFIG, REPO, load_script
+from tests.repo_scripts import QUICK_CONFIG, REPO, load_script
 
 R50_CONFIG = os.path.join(REPO, "configs", "IAN_R50.yaml")
 TINY = ["--iters", "1", "--warmup", "0", "--batch", "1", "--amp", "0", "--num-pids", "8"]

@@ -8,8 +8,8 @@ import unittest
 
 import pytest
 
-from repo_scripts import QUICK_CONFIG, load_script
-from search_testing import SMALL_OPTS, save_model
+from tests.repo_scripts import QUICK_CONFIG, load_script
+from tests.search_testing import SMALL_OPTS, save_model
 
 
 @pytest.mark.synthetic_cuhk_sysu

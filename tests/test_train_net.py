@@ -8,8 +8,8 @@ import unittest
 import pytest
 
 from ian_d2.data import register_person_search_dataset
-from repo_scripts import QUICK_CONFIG, load_script
-from synthetic_testing import unregister
+from tests.repo_scripts import QUICK_CONFIG, load_script
+from tests.synthetic_testing import unregister
 
 PREFIX = "_train_net_test_synth"
 

@@ -26,7 +26,7 @@ from ian_d2.data.datasets.cuhk_sysu import (
 )
 from ian_d2.data.datasets.prw import load_prw_gallery, load_prw_query, load_prw_train
 from ian_d2.data.synthetic import generate_cuhk_sysu, generate_prw
-from synthetic_testing import unregister
+from tests.synthetic_testing import unregister
 
 
 class _Registered:

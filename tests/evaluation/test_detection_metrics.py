@@ -4,7 +4,7 @@ import unittest
 
 import numpy as np
 
-from reference_oracle import reference_average_precision, reference_detection
+from tests.reference_oracle import reference_average_precision, reference_detection
 
 from ian_d2.evaluation.detection_metrics import (
     average_precision,

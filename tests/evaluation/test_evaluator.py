@@ -25,7 +25,7 @@ from ian_d2.evaluation import (
     evaluate_search,
     load_predictions,
 )
-from synthetic_testing import unregister
+from tests.synthetic_testing import unregister
 
 EMBED_DIM = 64
 SEARCH_KEYS = ("mAP", "top-1", "top-5", "top-10")

@@ -19,7 +19,7 @@ from ian_d2.data import register_person_search_dataset
 from ian_d2.data.synthetic import generate_cuhk_sysu, generate_prw
 from ian_d2.evaluation import PREDICTIONS_FILE, PersonSearchEvaluator, load_predictions
 from ian_d2.evaluation.rescore import main
-from synthetic_testing import unregister
+from tests.synthetic_testing import unregister
 
 EMBED_DIM = 32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference_oracle import reference_average_precision, reference_search
+from tests.reference_oracle import reference_average_precision, reference_search
 
 from ian_d2.evaluation import (
     GalleryTable,

@@ -30,8 +30,8 @@ from ian_d2.export.parity import compare_detections, same_ranking, top_k_ranking
 from ian_d2.modeling import extract_query_embeddings
 from ian_d2.modeling.reid_head import REID_HEAD_REGISTRY, ReIDEmbeddingHead
 from ian_d2.search.indexer import ImageToInput, load_search_model
-from repo_scripts import QUICK_CONFIG
-from search_testing import SMALL_OPTS, make_cfg, save_model
+from tests.repo_scripts import QUICK_CONFIG
+from tests.search_testing import SMALL_OPTS, make_cfg, save_model
 
 FORMATS = ("torchscript", "onnx")
 N_IMAGES = 6
@@ -162,7 +162,6 @@ class TestExportParity(unittest.TestCase):
 import json, sys
 for name in {blocked!r}:
     sys.modules[name] = None  # import raises ImportError
-sys.path.insert(0, {folder!r})
 import numpy as np
 from PIL import Image
 import runtime
@@ -179,7 +178,7 @@ assert not any(m.startswith(("detectron2.", "ian_d2.")) for m in sys.modules)
                     [sys.executable, "-c", code],
                     capture_output=True,
                     text=True,
-                    cwd=self._tmp.name,
+                    cwd=folder,  # `python -c` puts the working folder first: `import runtime`
                     timeout=300,
                 )
                 self.assertEqual(res.returncode, 0, res.stderr[-3000:])

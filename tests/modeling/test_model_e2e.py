@@ -15,7 +15,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
+from ian_d2.utils.testing import quick_cfg, synthetic_inputs
 
 from ian_d2.modeling import CropClassifier, extract_query_embeddings
 
@@ -50,7 +50,7 @@ class TestIANModelE2E(unittest.TestCase):
         torch.manual_seed(0)
 
     def test_train_step_rss(self):
-        model = build_model(get_tiny_cfg())
+        model = build_model(quick_cfg())
         losses, storage = _train_step(model, synthetic_inputs())
         self.assertEqual(set(losses), LOSS_KEYS)
         for k, v in losses.items():
@@ -65,7 +65,7 @@ class TestIANModelE2E(unittest.TestCase):
 
     def test_train_step_oim_and_lambda_zero(self):
         model = build_model(
-            get_tiny_cfg(opts=["MODEL.REID.LOSS_TYPE", "OIM", "MODEL.CENTER_LOSS.WEIGHT", 0.0])
+            quick_cfg(opts=["MODEL.REID.LOSS_TYPE", "OIM", "MODEL.CENTER_LOSS.WEIGHT", 0.0])
         )
         self.assertIsNone(model.roi_heads.center_loss)
         losses, _ = _train_step(model, synthetic_inputs())
@@ -75,7 +75,7 @@ class TestIANModelE2E(unittest.TestCase):
         self.assertGreater(model.roi_heads.reid_loss.lut.abs().sum().item(), 0)
 
     def test_train_step_without_annotations(self):
-        model = build_model(get_tiny_cfg())
+        model = build_model(quick_cfg())
         inputs = synthetic_inputs()
         for x in inputs:
             inst = x["instances"]
@@ -86,7 +86,7 @@ class TestIANModelE2E(unittest.TestCase):
         self.assertTrue(all(torch.isfinite(v) for v in losses.values()))
 
     def test_inference_two_images(self):
-        model = build_model(get_tiny_cfg())
+        model = build_model(quick_cfg())
         _train_step(model, synthetic_inputs())
         model.eval()
         inputs = synthetic_inputs(seed=1)
@@ -103,7 +103,7 @@ class TestIANModelE2E(unittest.TestCase):
             self.assertTrue(torch.allclose(norms, torch.ones_like(norms), atol=1e-5))
 
     def test_query_embeddings_match_gallery(self):
-        cfg = get_tiny_cfg(opts=["MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.0])
+        cfg = quick_cfg(opts=["MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.0])
         model = build_model(cfg)
         _train_step(model, synthetic_inputs())
         model.eval()
@@ -126,7 +126,7 @@ class TestIANModelE2E(unittest.TestCase):
 
     def test_query_records_in_test_batch(self):
         """PersonSearchRCNN: a batch mixing gallery and query records (the *_test splits)."""
-        cfg = get_tiny_cfg()
+        cfg = quick_cfg()
         model = build_model(cfg)
         _train_step(model, synthetic_inputs())
         model.eval()
@@ -148,7 +148,7 @@ class TestIANModelE2E(unittest.TestCase):
             model([{k: v for k, v in query.items() if k != "instances"}])
 
     def test_checkpoint_and_default_predictor(self):
-        cfg = get_tiny_cfg(opts=["MODEL.REID.LOSS_TYPE", "OIM"])
+        cfg = quick_cfg(opts=["MODEL.REID.LOSS_TYPE", "OIM"])
         model = build_model(cfg)
         _train_step(model, synthetic_inputs())
         model.eval()
@@ -187,7 +187,7 @@ class TestCropClassifier(unittest.TestCase):
         torch.manual_seed(0)
 
     def test_train_step_and_inference(self):
-        model = build_model(get_tiny_cfg(self.CONFIG))
+        model = build_model(quick_cfg(self.CONFIG))
         self.assertIsInstance(model, CropClassifier)
         inputs = synthetic_inputs()
         losses, storage = _train_step(model, inputs)
@@ -201,7 +201,7 @@ class TestCropClassifier(unittest.TestCase):
         self.assertEqual([o["pred_embeds"].shape[0] for o in out], [3, 4])
 
     def test_background_crops_avoid_persons(self):
-        model = build_model(get_tiny_cfg(self.CONFIG))
+        model = build_model(quick_cfg(self.CONFIG))
         inst = synthetic_inputs()[0]["instances"]
         from detectron2.structures import pairwise_iou
 
@@ -218,7 +218,7 @@ class TestCropClassifier(unittest.TestCase):
         """One person per image and as many background crops: 2 images -> 2 + 2 crops."""
         opts = ["MODEL.REID.PRETRAIN_CROPS.PERSONS_PER_IMAGE", 1,
                 "MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -1]  # fmt: skip
-        model = build_model(get_tiny_cfg(self.CONFIG, opts))
+        model = build_model(quick_cfg(self.CONFIG, opts))
         inputs = synthetic_inputs()
         instances = [x["instances"] for x in inputs]
         for _ in range(5):
@@ -235,12 +235,12 @@ class TestCropClassifier(unittest.TestCase):
         self.assertLessEqual(storage.history("reid/num_crops").latest(), 4)
         with self.assertRaises(ValueError):
             build_model(
-                get_tiny_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -2])
+                quick_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -2])
             )
 
     def test_no_crop_keeps_every_parameter_in_the_graph(self):
         model = build_model(
-            get_tiny_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -1])
+            quick_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -1])
         )
         inputs = synthetic_inputs()
         for x in inputs:
@@ -252,9 +252,9 @@ class TestCropClassifier(unittest.TestCase):
                 self.assertIsNotNone(p.grad, name)
 
     def test_checkpoint_loads_into_detector(self):
-        crop_model = build_model(get_tiny_cfg(self.CONFIG))
+        crop_model = build_model(quick_cfg(self.CONFIG))
         _train_step(crop_model, synthetic_inputs())
-        detector = build_model(get_tiny_cfg())
+        detector = build_model(quick_cfg())
         det_state = detector.state_dict()
         crop_state = crop_model.state_dict()
         for name, value in crop_state.items():

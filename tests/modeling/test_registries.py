@@ -12,7 +12,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
+from ian_d2.utils.testing import quick_cfg, synthetic_inputs
 
 from ian_d2.modeling import (
     CENTER_LOSS_REGISTRY,
@@ -107,16 +107,16 @@ class TestLossRegistry(unittest.TestCase):
             ("oim", OIMLoss),
             ("oimloss", OIMLoss),
         ]:
-            loss = build_reid_loss(get_tiny_cfg(opts=["MODEL.REID.LOSS_TYPE", name]))
+            loss = build_reid_loss(quick_cfg(opts=["MODEL.REID.LOSS_TYPE", name]))
             self.assertIs(type(loss), cls, name)
-        self.assertIs(type(build_center_loss(get_tiny_cfg())), CenterLoss)
+        self.assertIs(type(build_center_loss(quick_cfg())), CenterLoss)
         self.assertIs(
-            type(build_reid_head(get_tiny_cfg(), ShapeSpec(channels=8))), ReIDEmbeddingHead
+            type(build_reid_head(quick_cfg(), ShapeSpec(channels=8))), ReIDEmbeddingHead
         )
 
     def test_unknown_names_list_the_registered_ones(self):
         with self.assertRaisesRegex(ValueError, r"MODEL\.REID\.LOSS_TYPE='Triplet'") as ctx:
-            build_reid_loss(get_tiny_cfg(opts=["MODEL.REID.LOSS_TYPE", "Triplet"]))
+            build_reid_loss(quick_cfg(opts=["MODEL.REID.LOSS_TYPE", "Triplet"]))
         for name in (
             "'RandomSamplingSoftmaxLoss'",
             "'OIMLoss'",
@@ -127,17 +127,17 @@ class TestLossRegistry(unittest.TestCase):
             self.assertIn(name, str(ctx.exception))
         self.assertIn("REID_LOSS_REGISTRY", str(ctx.exception))
         with self.assertRaisesRegex(ValueError, r"MODEL\.CENTER_LOSS\.NAME='Nope'.*'CenterLoss'"):
-            build_center_loss(get_tiny_cfg(opts=["MODEL.CENTER_LOSS.NAME", "Nope"]))
+            build_center_loss(quick_cfg(opts=["MODEL.CENTER_LOSS.NAME", "Nope"]))
         with self.assertRaisesRegex(
             ValueError, r"MODEL\.REID\.HEAD_NAME='Nope'.*'ReIDEmbeddingHead'"
         ):
-            build_model(get_tiny_cfg(opts=["MODEL.REID.HEAD_NAME", "Nope"]))
+            build_model(quick_cfg(opts=["MODEL.REID.HEAD_NAME", "Nope"]))
         # weight 0: no center loss, its name is not even looked up
-        cfg = get_tiny_cfg(opts=["MODEL.CENTER_LOSS.NAME", "Nope", "MODEL.CENTER_LOSS.WEIGHT", 0.0])
+        cfg = quick_cfg(opts=["MODEL.CENTER_LOSS.NAME", "Nope", "MODEL.CENTER_LOSS.WEIGHT", 0.0])
         self.assertIsNone(build_center_loss(cfg))
 
     def test_train_one_iteration_with_a_plugged_in_identity_loss(self):
-        cfg = get_tiny_cfg(opts=["MODEL.REID.LOSS_TYPE", "ToyIdentityLoss",
+        cfg = quick_cfg(opts=["MODEL.REID.LOSS_TYPE", "ToyIdentityLoss",
                                  "MODEL.REID.LOSS_WEIGHT", 0.5])  # fmt: skip
         model = build_model(cfg)
         self.assertIsInstance(model.roi_heads.reid_loss, ToyIdentityLoss)
@@ -154,7 +154,7 @@ class TestLossRegistry(unittest.TestCase):
         self.assertIsNotNone(model.roi_heads.reid_loss.classifier.weight.grad)
         self.assertEqual(storage.history("reid/toy_boxes").latest(), num_labeled_boxes)
         # weighted by MODEL.REID.LOSS_WEIGHT: the same model at weight 1 doubles it
-        model2 = build_model(get_tiny_cfg(opts=["MODEL.REID.LOSS_TYPE", "toyidentityloss"]))
+        model2 = build_model(quick_cfg(opts=["MODEL.REID.LOSS_TYPE", "toyidentityloss"]))
         model2.load_state_dict(model.state_dict())
         # the same sampled proposals need the same random state
         torch.manual_seed(1)
@@ -164,7 +164,7 @@ class TestLossRegistry(unittest.TestCase):
         self.assertAlmostEqual(2 * l1["loss_toy"].item(), l2["loss_toy"].item(), places=4)
 
     def test_plugged_in_center_loss_and_head(self):
-        cfg = get_tiny_cfg(opts=["MODEL.CENTER_LOSS.NAME", "ToyCenterLoss",
+        cfg = quick_cfg(opts=["MODEL.CENTER_LOSS.NAME", "ToyCenterLoss",
                                  "MODEL.REID.HEAD_NAME", "ToyEmbeddingHead"])  # fmt: skip
         model = build_model(cfg)
         self.assertIsInstance(model.roi_heads.center_loss, ToyCenterLoss)
@@ -179,7 +179,7 @@ class TestLossRegistry(unittest.TestCase):
         self.assertEqual(out[0]["instances"].pred_embeds.shape[1], cfg.MODEL.REID.EMBED_DIM)
 
     def test_crop_classifier_uses_the_registries(self):
-        cfg = get_tiny_cfg(
+        cfg = quick_cfg(
             "quick_schedules/step1_crop_pretrain_R18_GN_instant_test.yaml",
             ["MODEL.REID.LOSS_TYPE", "ToyIdentityLoss", "MODEL.REID.HEAD_NAME", "ToyEmbeddingHead"],
         )

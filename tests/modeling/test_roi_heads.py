@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import EventStorage
 
-from ian_modeling_testing import get_tiny_cfg, synthetic_inputs
+from ian_d2.utils.testing import quick_cfg, synthetic_inputs
 
 from ian_d2.modeling.losses import BACKGROUND_PID
 from ian_d2.modeling.roi_heads import GT_INDEX_FIELD
@@ -36,7 +36,7 @@ class TestPersonSearchROIHeads(unittest.TestCase):
         torch.manual_seed(0)
 
     def _model(self, opts=None):
-        return build_model(get_tiny_cfg(opts=opts))
+        return build_model(quick_cfg(opts=opts))
 
     def test_gt_boxes_marked_and_kept(self):
         # 4 ROIs per image with 25% positives: the sampler keeps one fg box per image at most

@@ -20,7 +20,7 @@ import pytest
 from ian_d2.search import GallerySearcher, IndexManifest, index_gallery
 from ian_d2.search.cli import main as search_main
 from ian_d2.search.store import list_shards
-from search_testing import SMALL_OPTS, make_cfg, save_model
+from tests.search_testing import SMALL_OPTS, make_cfg, save_model
 
 
 class _Interrupt(Exception):
@@ -211,7 +211,7 @@ class TestGalleryIndex(unittest.TestCase):
         tmp = self._tmp.name
         out = os.path.join(tmp, "cli_index")
         opts = [str(v) for v in SMALL_OPTS] + ["MODEL.WEIGHTS", self.weights]
-        from repo_scripts import QUICK_CONFIG
+        from tests.repo_scripts import QUICK_CONFIG
 
         argv = ["index", "--config-file", QUICK_CONFIG, "--gallery", *self.images[:5],
                 "--out", out, "--score-thresh", "0", "--num-workers", "0", *opts]  # fmt: skip

@@ -16,8 +16,8 @@ import pytest
 from ian_d2.search import index_gallery
 from ian_d2.search.cli import main as search_main
 from ian_d2.search.store import list_shards, read_shard_items
-from repo_scripts import QUICK_CONFIG, REPO
-from search_testing import SMALL_OPTS, make_cfg, save_model
+from tests.repo_scripts import QUICK_CONFIG, REPO
+from tests.search_testing import SMALL_OPTS, make_cfg, save_model
 
 
 def _detections(index_dir):

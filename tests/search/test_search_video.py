@@ -21,7 +21,7 @@ from ian_d2.search import GallerySearcher, expand_gallery, index_gallery, write_
 from ian_d2.search.indexer import load_search_model
 from ian_d2.search.sources import iter_source_items, read_video_frames
 from ian_d2.search.store import list_shards, read_shard_items
-from search_testing import make_cfg, save_model
+from tests.search_testing import make_cfg, save_model
 
 
 @pytest.mark.synthetic_cuhk_sysu
