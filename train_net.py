@@ -21,9 +21,10 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.file_io import PathManager
 
-import ian_d2.config  # noqa: F401  (registers datasets, heads and meta-architectures)
-from ian_d2.config import get_ian_cfg, resolve_num_pids
+import ian_d2
+from ian_d2.config import get_ian_cfg
 from ian_d2.engine import PersonSearchCheckpointer, PersonSearchTrainer, check_batch_size
+from ian_d2.modeling import resolve_num_pids
 
 logger = logging.getLogger("ian_d2")
 
@@ -59,15 +60,16 @@ def load_config(args):
 
 def setup(args):
     """
-    Create the config, resolve what the model reads from the training set, freeze, and run
-    Detectron2's ``default_setup`` (logging, seeds, OUTPUT_DIR/config.yaml).
+    Register ian_d2's parts, create the config, resolve what the model reads from the training
+    set, freeze, and run Detectron2's ``default_setup`` (logging, seeds, OUTPUT_DIR/config.yaml).
 
-    Training with ``MODEL.REID.NUM_PIDS 0`` reads the number of identities from the training
-    set and writes it into the config, so that the config saved beside the checkpoints builds
-    the model without the training set.
+    ``MODEL.REID.NUM_PIDS 0`` is resolved here, once (``ian_d2.modeling.resolve_num_pids``: the
+    training set, else the checkpoint of ``--eval-only``), and written into the config, so that
+    the config saved beside the checkpoints builds the model without the training set.
     """
+    ian_d2.register_all()
     cfg = load_config(args)
-    if not args.eval_only and cfg.MODEL.REID.NUM_PIDS <= 0:
+    if cfg.MODEL.REID.NUM_PIDS <= 0:
         cfg.MODEL.REID.NUM_PIDS = resolve_num_pids(cfg)
     cfg.freeze()
     default_setup(cfg, args)

@@ -1,26 +1,21 @@
-"""Config keys of the IAN person-search model.
+"""Config keys of the IAN person-search model (a leaf: keys only, no model or dataset code).
 
 Call :func:`add_ian_config` on a config returned by ``detectron2.config.get_cfg()`` before merging a
-YAML file from ``configs/``. Detectron2's global defaults are never modified.
+YAML file from ``configs/``. Detectron2's global defaults are never modified. Both functions call
+:func:`ian_d2.register_all`, so that the names a config uses (meta-architectures, heads, losses,
+datasets) are in Detectron2's registries before the config is used.
 """
 
-import logging
-import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 from . import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
-import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
-from detectron2.data import MetadataCatalog
-from detectron2.utils.file_io import PathManager
 
-from .data.datasets.builtin import get_num_train_pids
+from . import register_all
 from .evaluation.config import add_person_search_eval_config
 
-__all__ = ["add_ian_config", "get_ian_cfg", "num_pids_in_checkpoint", "resolve_num_pids"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["add_ian_config", "get_ian_cfg"]
 
 
 def add_ian_config(cfg):
@@ -54,9 +49,10 @@ def add_ian_config(cfg):
     _C.MODEL.REID.LOSS_TYPE = "RSS"
     # Embedding head, a name in ian_d2.modeling.REID_HEAD_REGISTRY (case-insensitive).
     _C.MODEL.REID.HEAD_NAME = "ReIDEmbeddingHead"
-    # Number of labeled training identities. 0 = `num_train_pids` from the metadata of
-    # DATASETS.TRAIN[0] when that training set can be read, else the checkpoint MODEL.WEIGHTS
-    # (see `resolve_num_pids`). train_net.py writes the resolved number into OUTPUT_DIR/config.yaml.
+    # Number of labeled training identities. 0 = resolved once, before the losses are built
+    # (ian_d2.modeling.resolve_num_pids: `num_train_pids` of DATASETS.TRAIN[0] when that training
+    # set can be read, else the checkpoint MODEL.WEIGHTS) by train_net.py, which writes it into
+    # OUTPUT_DIR/config.yaml, or by build_model (the meta-architecture's from_config).
     _C.MODEL.REID.NUM_PIDS = 0
     # Weight of `loss_reid` in the total loss.
     _C.MODEL.REID.LOSS_WEIGHT = 1.0
@@ -122,116 +118,17 @@ def add_ian_config(cfg):
     # Person-search evaluation settings (TEST.PERSON_SEARCH).
     add_person_search_eval_config(_C)
 
+    register_all()
+
 
 def get_ian_cfg(config_file: str, opts: Sequence = ()):
     """
     Detectron2's default config with the IAN keys, merged with ``config_file`` and the
-    command-line ``opts`` (KEY VALUE ...); not frozen.
+    command-line ``opts`` (KEY VALUE ...); not frozen. ``MODEL.REID.NUM_PIDS`` is left as the
+    file sets it (see :mod:`ian_d2.modeling.num_pids`).
     """
     cfg = get_cfg()
     add_ian_config(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     return cfg
-
-
-# Tensors of a checkpoint whose first dimension gives the number of identities L (minus the
-# offset: the RSS classifier has one row per identity plus the background class).
-_IDENTITY_TENSORS = (
-    ("roi_heads.center_loss.centers", 0),
-    ("roi_heads.reid_loss.lut", 0),
-    ("roi_heads.reid_loss.classifier.weight", 1),
-)
-
-
-def num_pids_in_checkpoint(path: str) -> Optional[int]:
-    """
-    Number of identities L recorded by an ian_d2 checkpoint: the first dimension of its center
-    loss centers, OIM lookup table or RSS classifier (minus the background row).
-
-    Args:
-        path (str): a ``.pth`` file written by Detectron2's checkpointer (or "").
-
-    Returns:
-        int or None: None for an empty path, a missing file, a file that is not a ``.pth``
-        checkpoint (e.g. ImageNet ``.pkl`` weights) or one without identity tensors.
-    """
-    if not path:
-        return None
-    try:
-        local = PathManager.get_local_path(path)
-    except Exception:  # a URL that cannot be fetched: not an identity source
-        return None
-    if not os.path.isfile(local) or not local.endswith((".pth", ".pt")):
-        return None
-    try:  # mmap: only the shapes are read, not the whole file
-        state = torch.load(local, map_location="cpu", mmap=True, weights_only=False)
-    except Exception as e:
-        logger.warning(f"Cannot read '{path}' for its number of identities: {e}")
-        return None
-    model = state.get("model", state) if isinstance(state, dict) else {}
-    for key, offset in _IDENTITY_TENSORS:
-        t = model.get(key, None) if isinstance(model, dict) else None
-        if t is not None and hasattr(t, "shape") and len(t.shape) == 2:
-            return int(t.shape[0]) - offset
-    return None
-
-
-def resolve_num_pids(cfg) -> int:
-    """
-    Number of labeled training identities of a config.
-
-    Sources, in order: ``MODEL.REID.NUM_PIDS`` if positive; the metadata ``num_train_pids`` of
-    ``DATASETS.TRAIN[0]`` (read from its annotations by ``ian_d2.data.get_num_train_pids`` the
-    first time) when that training set can be read; else the checkpoint ``MODEL.WEIGHTS``
-    (its identity tensors), so that a trained model is built without its training set
-    (``DefaultPredictor``, ``--eval-only``). ``train_net.py`` writes the resolved value into the
-    config it saves beside the checkpoints.
-
-    Args:
-        cfg (CfgNode): a config with the IAN keys.
-
-    Returns:
-        int: L.
-    """
-    num_pids = int(cfg.MODEL.REID.NUM_PIDS)
-    name = cfg.DATASETS.TRAIN[0] if len(cfg.DATASETS.TRAIN) else None
-    meta_pids = None
-    if name is not None and name in MetadataCatalog.list():
-        meta_pids = MetadataCatalog.get(name).get("num_train_pids", None)
-    if num_pids > 0:
-        if meta_pids is not None and int(meta_pids) != num_pids:
-            logger.warning(
-                f"MODEL.REID.NUM_PIDS={num_pids} but '{name}' has num_train_pids={meta_pids}"
-            )
-        return num_pids
-    dataset_error = None
-    if meta_pids is None and name is not None:
-        try:  # the data package reads the count from the annotations once and caches it
-            meta_pids = get_num_train_pids(name)
-        except Exception as e:
-            dataset_error = f"{type(e).__name__}: {e}"
-    if meta_pids is not None:
-        logger.info(f"MODEL.REID.NUM_PIDS = {meta_pids} (from the metadata of '{name}')")
-        return int(meta_pids)
-    ckpt_pids = num_pids_in_checkpoint(cfg.MODEL.WEIGHTS)
-    if ckpt_pids is not None:
-        logger.info(f"MODEL.REID.NUM_PIDS = {ckpt_pids} (from the checkpoint {cfg.MODEL.WEIGHTS})")
-        return ckpt_pids
-    where = (
-        f"the training set '{name}' cannot be read ({dataset_error})"
-        if name
-        else ("DATASETS.TRAIN is empty")
-    )
-    raise ValueError(
-        f"MODEL.REID.NUM_PIDS is 0, {where}, and MODEL.WEIGHTS={cfg.MODEL.WEIGHTS!r} is not an "
-        "ian_d2 checkpoint recording the number of identities. Set MODEL.REID.NUM_PIDS, register "
-        "the training set ($DETECTRON2_DATASETS) or point MODEL.WEIGHTS to a "
-        "trained .pth checkpoint."
-    )
-
-
-# Every config-driven use needs ian_d2's parts in Detectron2's registries and catalogs: importing
-# this module registers them (last, as the model modules read the functions above).
-from . import modeling  # noqa: F401,E402  (meta-architectures, heads and losses)
-from .data.datasets import builtin as _builtin  # noqa: F401,E402  (the built-in datasets)

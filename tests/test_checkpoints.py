@@ -20,10 +20,9 @@ import unittest
 import pytest
 import torch
 
-from detectron2.config import get_cfg
-
-from ian_d2.config import add_ian_config, num_pids_in_checkpoint
-from repo_scripts import REPO, load_script
+from ian_d2.config import get_ian_cfg
+from ian_d2.modeling import num_pids_in_checkpoint
+from tests.repo_scripts import REPO, load_script
 
 OIM_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "IAN_R18_GN_OIM_instant_test.yaml")
 SMALL = [
@@ -41,11 +40,10 @@ _STANDALONE_SCRIPT = r"""
 import json, sys
 import cv2
 import ian_d2
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultPredictor
 from ian_d2.data import register_person_search_dataset
-from repo_scripts import load_script
+from tests.repo_scripts import load_script
 
 config, saved_config, weights, image, test_root, out_dir = sys.argv[1:7]
 train_name = "cuhk_sysu_synth_train"
@@ -56,9 +54,7 @@ except Exception:
     readable = False
 result = {"train_set_readable": readable}
 for name, path in (("repo_config", config), ("saved_config", saved_config)):
-    cfg = get_cfg()
-    ian_d2.add_ian_config(cfg)
-    cfg.merge_from_file(path)
+    cfg = ian_d2.get_ian_cfg(path)
     cfg.MODEL.WEIGHTS = weights
     cfg.MODEL.DEVICE = "cpu"
     predictor = DefaultPredictor(cfg)
@@ -84,8 +80,8 @@ print("RESULT " + json.dumps(result))
 def _env(datasets_root):
     env = dict(os.environ)
     env["DETECTRON2_DATASETS"] = datasets_root
-    tests = os.path.dirname(os.path.abspath(__file__))
-    env["PYTHONPATH"] = os.pathsep.join([tests, REPO, env.get("PYTHONPATH", "")])
+    # the standalone script runs from a temporary folder and imports tests.repo_scripts
+    env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "2")
     return env
 
@@ -136,9 +132,7 @@ class TestCheckpoints(unittest.TestCase):
         num_pids = self.summary["train_identities"]
         self.assertEqual(num_pids_in_checkpoint(weights), num_pids)
         # the config saved beside the checkpoints holds the number of identities
-        saved = get_cfg()
-        add_ian_config(saved)
-        saved.merge_from_file(os.path.join(out, "config.yaml"))
+        saved = get_ian_cfg(os.path.join(out, "config.yaml"))
         self.assertEqual(saved.MODEL.REID.NUM_PIDS, num_pids)
 
         image = os.path.join(self.root, "Image", "SSM", "s1.jpg")

@@ -11,10 +11,11 @@ from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 
 import ian_d2.modeling  # noqa: F401  (registers PersonSearchROIHeads and CropClassifier)
-from ian_d2.config import add_ian_config, resolve_num_pids
+from ian_d2.config import add_ian_config, get_ian_cfg
+from ian_d2.modeling import resolve_num_pids, with_num_pids
+from ian_d2.modeling.losses import build_center_loss
 from ian_d2.engine import check_batch_size, per_process_batch
-
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
+from ian_d2.utils.testing import CONFIG_DIR
 
 
 def _config_files():
@@ -23,9 +24,7 @@ def _config_files():
 
 
 def _load(path):
-    cfg = get_cfg()
-    add_ian_config(cfg)
-    cfg.merge_from_file(path)
+    cfg = get_ian_cfg(path)
     if not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     return cfg
@@ -166,6 +165,24 @@ class TestConfigs(unittest.TestCase):
             self.assertEqual(resolve_num_pids(cfg), 9)
         finally:
             MetadataCatalog.remove("ian_test_configs_train")
+
+    def test_num_pids_resolved_once_losses_read_the_config(self):
+        cfg = _load(os.path.join(CONFIG_DIR, "quick_schedules", "IAN_R18_GN_instant_test.yaml"))
+        cfg.DATASETS.TRAIN = ("ian_test_configs_once_train",)
+        # a loss reads MODEL.REID.NUM_PIDS only: 0 is refused, whatever the training set says
+        with self.assertRaisesRegex(ValueError, "MODEL.REID.NUM_PIDS is 0.*build_model"):
+            build_center_loss(cfg)
+        MetadataCatalog.get("ian_test_configs_once_train").set(num_train_pids=5)
+        try:
+            cfg.freeze()
+            resolved = with_num_pids(cfg)
+            self.assertEqual(resolved.MODEL.REID.NUM_PIDS, 5)
+            self.assertTrue(resolved.is_frozen())
+            self.assertEqual(cfg.MODEL.REID.NUM_PIDS, 0)  # the caller's config is untouched
+            self.assertEqual(build_center_loss(resolved).centers.shape[0], 5)
+            self.assertIs(with_num_pids(resolved), resolved)  # set: nothing resolved again
+        finally:
+            MetadataCatalog.remove("ian_test_configs_once_train")
 
     def test_add_ian_config_does_not_touch_global_defaults(self):
         add_ian_config(get_cfg())

@@ -23,10 +23,10 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import launch
 from detectron2.modeling import build_model
 
-import distributed_workers as workers
-from ian_d2.config import resolve_num_pids
-from repo_scripts import QUICK_CONFIG, REPO, load_script
-from synthetic_testing import registered
+import tests.distributed_workers as workers
+from ian_d2.modeling import resolve_num_pids
+from tests.repo_scripts import QUICK_CONFIG, REPO, load_script
+from tests.synthetic_testing import registered
 
 TOL = 1e-5
 TIMEOUT = timedelta(seconds=120)

@@ -1,7 +1,8 @@
 """Importing ian_d2 is light and installs no process-wide warning filter (each check in a fresh
-interpreter): ``import ian_d2`` loads neither torch nor Detectron2; ``import ian_d2.config``
-(every config-driven script) loads them, with Detectron2's import-time torch.jit deprecation
-warning silenced during that import only."""
+interpreter): ``import ian_d2`` loads neither torch nor Detectron2; ``import ian_d2.config`` loads
+Detectron2's config but no model or dataset module of ian_d2; ``ian_d2.register_all()`` (every
+config-driven script) loads the rest, with Detectron2's import-time torch.jit deprecation warning
+silenced during that import only."""
 
 import json
 import subprocess
@@ -9,12 +10,31 @@ import sys
 import textwrap
 import unittest
 
-# Every module that `import ian_d2.config` loads, other than ian_d2's own.
+# Every module that registering ian_d2 loads, other than ian_d2's own.
 _LIST_DEPENDENCIES = textwrap.dedent("""
     import json, sys
     before = set(sys.modules)
     import ian_d2.config
+    ian_d2.register_all()
     print(json.dumps([m for m in sys.modules if m not in before and m.split(".")[0] != "ian_d2"]))
+    """)
+
+# The ian_d2 modules that `import ian_d2.config` loads, then those after `register_all()`, and
+# whether the registries hold ian_d2's parts at each point.
+_CONFIG_LEAF = textwrap.dedent("""
+    import json, sys
+    import ian_d2.config
+    def state():
+        from detectron2.data import DatasetCatalog
+        from detectron2.modeling import META_ARCH_REGISTRY
+        return {
+            "modules": sorted(m for m in sys.modules if m.startswith("ian_d2.")),
+            "meta_arch": "PersonSearchRCNN" in META_ARCH_REGISTRY,
+            "dataset": "cuhk_sysu_train" in DatasetCatalog.list(),
+        }
+    after_import = state()
+    ian_d2.register_all()
+    print(json.dumps({"import": after_import, "register_all": state()}))
     """)
 
 # What `import ian_d2` and the rescore CLI's module load.
@@ -38,6 +58,7 @@ _ONLY_IAN_D2 = textwrap.dedent("""
             pass
     before = [repr(f) for f in warnings.filters]
     import ian_d2.config
+    ian_d2.register_all()
     print(json.dumps({"before": before, "after": [repr(f) for f in warnings.filters]}))
     """)
 
@@ -70,6 +91,18 @@ class TestImportWarnings(unittest.TestCase):
         res = _run(_LIGHT)
         self.assertEqual(res["ian_d2"], {"torch": False, "detectron2": False})
         self.assertEqual(res["rescore"], {"torch": False, "detectron2": False, "scipy": False})
+
+    def test_config_is_a_leaf_and_register_all_registers(self):
+        res = _run(_CONFIG_LEAF)
+        imported = res["import"]
+        self.assertFalse(
+            [m for m in imported["modules"] if m.startswith(("ian_d2.modeling", "ian_d2.data"))],
+            imported["modules"],
+        )
+        self.assertEqual((imported["meta_arch"], imported["dataset"]), (False, False))
+        registered = res["register_all"]
+        self.assertIn("ian_d2.modeling.roi_heads", registered["modules"])
+        self.assertEqual((registered["meta_arch"], registered["dataset"]), (True, True))
 
     def test_import_leaves_filters_unchanged(self):
         dependencies = _run(_LIST_DEPENDENCIES)

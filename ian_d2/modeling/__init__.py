@@ -8,6 +8,9 @@ Registries of this package, for plugging in your own parts by name from a config
 - ``REID_LOSS_REGISTRY`` (``MODEL.REID.LOSS_TYPE``): identity losses, "RSS" and "OIM" built in;
 - ``CENTER_LOSS_REGISTRY`` (``MODEL.CENTER_LOSS.NAME``): the center loss, "CenterLoss" built in;
 - ``REID_HEAD_REGISTRY`` (``MODEL.REID.HEAD_NAME``): the embedding head, "ReIDEmbeddingHead".
+
+The number of training identities the losses are built with is resolved once, in
+:mod:`.num_pids` (``resolve_num_pids``, ``with_num_pids``).
 """
 
 from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
@@ -21,6 +24,7 @@ from .losses import (
     RandomSamplingSoftmaxLoss,
 )
 from .meta_arch import PersonSearchRCNN
+from .num_pids import num_pids_in_checkpoint, resolve_num_pids, with_num_pids
 from .query import extract_query_embeddings
 from .reid_head import REID_HEAD_REGISTRY, ReIDEmbeddingHead, build_reid_head
 from .roi_heads import PersonSearchROIHeads
@@ -39,4 +43,7 @@ __all__ = [
     "ReIDEmbeddingHead",
     "build_reid_head",
     "extract_query_embeddings",
+    "num_pids_in_checkpoint",
+    "resolve_num_pids",
+    "with_num_pids",
 ]

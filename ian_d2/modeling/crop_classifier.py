@@ -20,6 +20,7 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
 from .losses import BACKGROUND_PID, UNLABELED_PID, build_reid_loss, named_losses
+from .num_pids import with_num_pids
 from .reid_head import build_reid_head
 from .roi_heads import PersonSearchROIHeads
 
@@ -117,6 +118,7 @@ class CropClassifier(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        cfg = with_num_pids(cfg)  # the number of identities, resolved once for the loss
         backbone = build_backbone(cfg)
         in_feature = cfg.MODEL.ROI_HEADS.IN_FEATURES[0]
         # The detector's own res5 builder keeps the architectures (and names) identical.

@@ -12,7 +12,9 @@ in the resized input's coordinates. In one inference pass:
   computed by ``PersonSearchROIHeads.forward_with_given_boxes`` exactly as the gallery path
   computes a proposal's embedding.
 
-Training and plain images (``DefaultPredictor``) behave exactly as GeneralizedRCNN.
+Training and plain images (``DefaultPredictor``) behave exactly as GeneralizedRCNN. Building
+from a config resolves ``MODEL.REID.NUM_PIDS`` once when it is 0 (:mod:`.num_pids`), before the
+ROI heads build their losses.
 """
 
 from typing import Dict, List
@@ -20,6 +22,8 @@ from typing import Dict, List
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
+
+from .num_pids import with_num_pids
 
 __all__ = ["PersonSearchRCNN", "is_query_input"]
 
@@ -32,6 +36,11 @@ def is_query_input(inp: Dict) -> bool:
 @META_ARCH_REGISTRY.register()
 class PersonSearchRCNN(GeneralizedRCNN):
     """GeneralizedRCNN + query inference from given boxes (see the module docstring)."""
+
+    @classmethod
+    def from_config(cls, cfg):
+        # the number of identities, resolved once for every loss of the ROI heads
+        return super().from_config(with_num_pids(cfg))
 
     def inference(
         self,

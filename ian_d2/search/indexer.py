@@ -3,7 +3,7 @@
 :func:`index_gallery` streams the gallery's items (images, sampled video frames) through a
 batched ``torch.utils.data.DataLoader`` (decoding in worker processes while the model runs),
 keeps the detections with ``score >= score_thresh`` and commits them in shards
-(:class:`ian_d2.search.store.ShardWriter`). Under ``torch.distributed`` (Detectron2's
+(:class:`ian_d2.search.shards.ShardWriter`). Under ``torch.distributed`` (Detectron2's
 ``launch``), process r takes the items r, r + N, r + 2N, ... of the gallery and writes its own
 shards; rank 0 then brings the faiss vector index up to date.
 
@@ -29,14 +29,10 @@ import tqdm
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
-from .store import (
-    IndexManifest,
-    ShardWriter,
-    committed_keys,
-    model_fingerprint,
-    remove_partial_shards,
-    update_vector_index,
-)
+from .fingerprint import model_fingerprint
+from .manifest import IndexManifest
+from .shards import ShardWriter, committed_keys, remove_partial_shards
+from .store import update_vector_index
 from .vector_index import VectorIndexParams
 
 __all__ = [
@@ -126,10 +122,11 @@ class GalleryStream(IterableDataset):
 
 def load_search_model(cfg):
     """``build_model(cfg)`` with ``MODEL.WEIGHTS`` loaded, in eval mode."""
-    from .. import config as _config  # noqa: F401  (Detectron2 first; registers the model)
+    from .. import _d2, register_all  # noqa: F401  (Detectron2 first, see ian_d2._d2)
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
+    register_all()
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()

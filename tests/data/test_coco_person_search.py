@@ -12,7 +12,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
-from ian_d2.config import resolve_num_pids
+from ian_d2.modeling import resolve_num_pids
 from ian_d2.data import get_num_train_pids, register_person_search_coco
 from ian_d2.data.convert import main as convert_main
 from ian_d2.data.datasets._common import DatasetFormatError
@@ -831,7 +831,7 @@ class TestTrainNet(unittest.TestCase):
     MODEL.REID.NUM_PIDS comes from its metadata."""
 
     def test_two_iterations(self):
-        from repo_scripts import QUICK_CONFIG, load_script
+        from tests.repo_scripts import QUICK_CONFIG, load_script
 
         with tempfile.TemporaryDirectory() as tmp:
             root, out = os.path.join(tmp, "prw"), os.path.join(tmp, "coco")

@@ -48,8 +48,30 @@ __all__ = [
     "REID_LOSS_ALIASES",
     "build_reid_loss",
     "build_center_loss",
+    "configured_num_pids",
     "named_losses",
 ]
+
+
+def configured_num_pids(cfg) -> int:
+    """
+    ``MODEL.REID.NUM_PIDS`` as the built-in losses read it: positive, never resolved here (see
+    :mod:`ian_d2.modeling.num_pids` for where it is resolved).
+
+    Raises:
+        ValueError: when it is 0 or negative (a loss built outside ``build_model`` /
+            ``train_net.py`` from a config that was not resolved).
+    """
+    num_pids = int(cfg.MODEL.REID.NUM_PIDS)
+    if num_pids <= 0:
+        raise ValueError(
+            f"MODEL.REID.NUM_PIDS is {num_pids}: the identity and center losses need the number "
+            "of labeled training identities. Build the model with build_model (its "
+            "meta-architecture resolves it), or resolve it first with "
+            "ian_d2.modeling.with_num_pids(cfg)."
+        )
+    return num_pids
+
 
 REID_LOSS_REGISTRY = Registry("REID_LOSS")
 REID_LOSS_REGISTRY.__doc__ = """

@@ -14,10 +14,9 @@ from torch import nn
 
 from detectron2.config import configurable
 
-from ...config import resolve_num_pids
 from ...utils.comm import all_gather_rows
 
-from .build import CENTER_LOSS_REGISTRY
+from .build import CENTER_LOSS_REGISTRY, configured_num_pids
 
 __all__ = ["CenterLoss"]
 
@@ -63,7 +62,7 @@ class CenterLoss(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         return {
-            "num_pids": resolve_num_pids(cfg),
+            "num_pids": configured_num_pids(cfg),
             "embed_dim": cfg.MODEL.REID.EMBED_DIM,
             "alpha": cfg.MODEL.CENTER_LOSS.ALPHA,
         }

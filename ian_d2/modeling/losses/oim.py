@@ -17,9 +17,8 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 
-from ...config import resolve_num_pids
 from ...utils.comm import all_gather_rows
-from .build import REID_LOSS_REGISTRY
+from .build import REID_LOSS_REGISTRY, configured_num_pids
 from .constants import UNLABELED_PID
 
 __all__ = ["OIMLoss"]
@@ -80,7 +79,7 @@ class OIMLoss(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         return {
-            "num_pids": resolve_num_pids(cfg),
+            "num_pids": configured_num_pids(cfg),
             "embed_dim": cfg.MODEL.REID.EMBED_DIM,
             "cq_size": cfg.MODEL.REID.OIM.CQ_SIZE,
             "momentum": cfg.MODEL.REID.OIM.MOMENTUM,

@@ -16,9 +16,8 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 
-from ...config import resolve_num_pids
 from ...utils.comm import all_gather_rows, broadcast_from_main, is_distributed
-from .build import REID_LOSS_REGISTRY
+from .build import REID_LOSS_REGISTRY, configured_num_pids
 from .constants import BACKGROUND_PID
 
 __all__ = ["RandomSamplingSoftmaxLoss"]
@@ -78,7 +77,7 @@ class RandomSamplingSoftmaxLoss(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         return {
-            "num_pids": resolve_num_pids(cfg),
+            "num_pids": configured_num_pids(cfg),
             "embed_dim": cfg.MODEL.REID.EMBED_DIM,
             "sample_size": cfg.MODEL.REID.RSS.SAMPLE_SIZE,
             "scalar": cfg.MODEL.REID.RSS.SCALAR,
