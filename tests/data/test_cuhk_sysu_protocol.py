@@ -38,7 +38,7 @@ class TestRealTestG100(unittest.TestCase):
         # the compact form read back from the on-disk cache is the same protocol
         from unittest import mock
 
-        from ian_d2.data.datasets import cuhk_sysu
+        from ian_d2.data.datasets.cuhk_sysu import protocol as cuhk_sysu
 
         with (
             tempfile.TemporaryDirectory() as tmp,
