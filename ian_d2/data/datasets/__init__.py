@@ -1,6 +1,7 @@
 """Person-search datasets: readers of the original CUHK-SYSU / PRW files (:mod:`.cuhk_sysu`,
 :mod:`.prw`; no torch), COCO-format person-search JSONs, your own data
-(:mod:`.coco_person_search`), and their registration in Detectron2's catalog
+(:mod:`.coco_person_search`, format: ``docs/COCO_PERSON_SEARCH_FORMAT.md``), the test split of a
+built-in root (:mod:`.eval_split`), and their registration in Detectron2's catalog
 (:mod:`.builtin`, which registers the built-in names and the COCO dataset lists when imported).
 The names below load their module on first use.
 """
