@@ -14,15 +14,20 @@ __all__ = ["canonical_json", "sha256_file", "sha256_text"]
 _CHUNK = 1 << 22
 
 
-def sha256_file(path: str) -> str:
-    """Hex SHA-256 of a file's bytes, computed once per process for a given path, size and
-    modification time (indexing and querying in one process hash the weights once).
+def sha256_file(path: str, cache: bool = False) -> str:
+    """Hex SHA-256 of a file's bytes.
 
     Args:
         path: a local file.
+        cache: remember the digest in this process for the file's path, size and modification
+            time (for large files that do not change while a process runs, e.g. model weights
+            that indexing and querying in one process both hash). Off by default: a file
+            rewritten with the same size within one timestamp tick would keep its old digest.
     """
     st = os.stat(path)
-    return _sha256_of(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if cache:
+        return _sha256_of(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    return _sha256_of.__wrapped__(path, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=32)
