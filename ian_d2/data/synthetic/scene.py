@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .backdrop import Backdrop, Clutter, draw_clutter, make_backdrop, sample_clutter
+from .backdrop import Clutter, draw_clutter, make_backdrop, sample_clutter
 from .identities import Appearance
 from .render import draw_person, sample_pose
 
