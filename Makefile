@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DETECTRON2_PIN := sal-detectron2==0.7.2
 
-.PHONY: setup test lint format demo ablations ablations-quick bench clean-venv
+.PHONY: setup test test-all lint format demo ablations ablations-quick bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -21,33 +21,40 @@ $(VENV)/.installed: requirements.txt setup.py Makefile
 	$(PY) -c "import detectron2, ian_d2; print('detectron2', detectron2.__version__, 'ian_d2', ian_d2.__version__)"
 	touch $@
 
+# The fast tier (a couple of minutes on 2 CPU cores): every test not marked @pytest.mark.slow.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" --durations=15 tests
+
+# Everything, the multi-process, subprocess and training tests included (what CI runs).
+test-all: setup
+	$(PY) -m pytest -q --durations=15 tests
 
 # The embedded default: synthetic CUHK-SYSU -> IAN steps 1-3 and step 3's lambda = 0 twin ->
 # evaluation, seeded, on CPU (~14 min).
 demo: setup
-	$(PY) dev/synthetic_demo.py
+	$(PY) demo/synthetic_demo.py
 
 # IAN's ablations (Tables I-IV, Figs. 4-5) on synthetic data, 3 seeds, 95% confidence intervals,
-# report in docs/ablations/ (dev/ablations.py; resumes, skips finished runs; ~2.2 h on 2 idle CPU cores,
-# a GPU is used when visible). ablations-quick: the same pipeline on tiny data in a few minutes.
+# report in docs/ablations/ (tools/ablations.py; resumes, skips finished runs; ~2.2 h on 2 idle CPU
+# cores, a GPU is used when visible). ablations-quick: the same pipeline on tiny data in a few
+# minutes.
 ablations: setup
-	$(PY) dev/ablations.py
+	$(PY) -m tools.ablations
 
 ablations-quick: setup
-	$(PY) dev/ablations.py --quick
+	$(PY) -m tools.ablations --quick
 
 # Speed benchmarks (JSON on stdout): scoring at CUHK-SYSU scale, CPU-sized model train/infer.
 bench: setup
-	$(PY) benchmarks/bench_scoring.py
-	$(PY) benchmarks/bench_model.py
+	$(PY) -m benchmarks.bench_scoring
+	$(PY) -m benchmarks.bench_model
 
-lint:
-	$(PY) -m black -l 100 --check ian_d2 tests train_net.py demo.py dev benchmarks
+# black (check) and flake8's pyflakes checks over the Python code (dev/linter.sh).
+lint: setup
+	PYTHON=$(PY) dev/linter.sh
 
-format:
-	$(PY) -m black -l 100 ian_d2 tests train_net.py demo.py dev benchmarks
+format: setup
+	$(PY) -m black -l 100 ian_d2 tests tools demo benchmarks dev train_net.py
 
 clean-venv:
 	rm -rf $(VENV)

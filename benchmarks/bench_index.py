@@ -7,7 +7,7 @@ the vector index. The overhead is ``index / plain - 1``; the goal is at most 5%.
 
 Usage::
 
-    python benchmarks/bench_index.py --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml \\
+    python -m benchmarks.bench_index --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml \\
         --gallery datasets/cuhk_sysu_synth/Image/SSM --num-images 200 \\
         MODEL.WEIGHTS output/synthetic/step3/model_final.pth
 """
@@ -17,17 +17,17 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ian_d2.config import get_ian_cfg  # noqa: E402
-from ian_d2.search import expand_gallery, index_gallery, load_search_model  # noqa: E402
-from ian_d2.search.indexer import ImageToInput  # noqa: E402
-from ian_d2.search.sources import read_image  # noqa: E402
+from ian_d2.config import get_ian_cfg
+from ian_d2.search import expand_gallery, index_gallery, load_search_model
+from ian_d2.search.indexer import ImageToInput
+from ian_d2.search.sources import read_image
+
+__all__ = ["main", "plain_inference"]
 
 
 def plain_inference(model, to_input, paths, batch_size: int) -> float:
@@ -41,7 +41,9 @@ def plain_inference(model, to_input, paths, batch_size: int) -> float:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_index", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--config-file", required=True)
     p.add_argument("--gallery", required=True, nargs="+")
     p.add_argument("--num-images", type=int, default=200)

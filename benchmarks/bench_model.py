@@ -29,11 +29,13 @@ JSON says which in ``peak_memory_kind``.
 
 Usage::
 
-    python benchmarks/bench_model.py                          # CPU-sized: R-18-GN quick config
-    python benchmarks/bench_model.py --config configs/IAN_R50.yaml --size 900 1500 \\
+    python -m benchmarks.bench_model                          # CPU-sized: R-18-GN quick config
+    python -m benchmarks.bench_model --config configs/IAN_R50.yaml --size 900 1500 \\
         --device cuda --batch 1 4 --amp 0 1                   # GPU, the published setting
-    python benchmarks/bench_model.py --config configs/IAN_R101.yaml --size 900 1500 \\
+    python -m benchmarks.bench_model --config configs/IAN_R101.yaml --size 900 1500 \\
         --device cuda --skip-inference --train-batch 2 5      # training at batch 2 and 5
+
+(from the repository root).
 """
 
 import argparse
@@ -50,13 +52,11 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ian_d2.config import add_ian_config  # noqa: E402  (first: silences a Detectron2 warning)
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.layers import FrozenBatchNorm2d  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import Boxes, Instances  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
+from ian_d2.utils.testing import quick_cfg  # first: it silences a Detectron2 import warning
+from detectron2.layers import FrozenBatchNorm2d
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
 
 __all__ = [
     "main",
@@ -88,16 +88,15 @@ def make_cfg(
     The config of ``config`` with random weights on ``device``, ``num_pids`` identities and the
     test input size ``size`` = (H, W), then the overrides ``opts`` (KEY VALUE ...).
     """
-    cfg = get_cfg()
-    add_ian_config(cfg)
-    cfg.merge_from_file(config)
-    cfg.merge_from_list(
-        ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", "MODEL.REID.NUM_PIDS", num_pids]
-        + list(opts or [])
-    )
     h, w = size
-    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", min(h, w), "INPUT.MAX_SIZE_TEST", max(h, w)])
-    return cfg
+    return quick_cfg(
+        os.path.abspath(config),
+        ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", "MODEL.REID.NUM_PIDS", num_pids]
+        + list(opts or []),
+        tiny=False,
+        INPUT__MIN_SIZE_TEST=min(h, w),
+        INPUT__MAX_SIZE_TEST=max(h, w),
+    )
 
 
 def make_inputs(
@@ -427,7 +426,9 @@ def bench_inference(cfg, args, g: torch.Generator, on_result=None) -> List[Dict]
 
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line arguments (see the module docstring)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_model", description=__doc__.splitlines()[0]
+    )
     p.add_argument(
         "--config",
         default=os.path.join(REPO, "configs/quick_schedules/IAN_R18_GN_instant_test.yaml"),

@@ -13,7 +13,7 @@
    5-10 detections each, E = 256), galleries of 50 ... 4000 images and the full pool, and a
    random scenario on the real ``TestG100.mat``.
 
-Usage: ``python benchmarks/bench_scoring.py [--queries 2900] [--dim 256] [--seed 0]
+Usage: ``python -m benchmarks.bench_scoring [--queries 2900] [--dim 256] [--seed 0]
 [--repo PATH] [--skip-kernel] [--skip-cli]``
 """
 
@@ -461,7 +461,9 @@ def cli_benchmark(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_scoring", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--queries", type=int, default=2900)
     parser.add_argument("--images", type=int, default=6978)
     parser.add_argument("--dim", type=int, default=256)

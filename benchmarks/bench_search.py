@@ -32,7 +32,7 @@ Parameters not given take the defaults of ``VectorIndexParams``. A size whose da
 would not fit in half the available memory is skipped (said in ``skipped``); so is 10^7 on a
 24 GiB machine (10 GiB per copy of the vectors).
 
-Usage: ``python benchmarks/bench_search.py [--sizes 10000 100000 1000000]
+Usage: ``python -m benchmarks.bench_search [--sizes 10000 100000 1000000]
 [--kinds flat ivf hnsw] [--queries 200] [--data clustered|uniform] [--decay 0.5]
 [--nprobe 64 128] [--ef-search 256 512] [--threads N] [--output FILE]``
 """
@@ -437,7 +437,9 @@ def _run_sizes(args, out: Dict) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     """Runs the benchmark; prints (and returns) its JSON result."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_search", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     parser.add_argument("--kinds", nargs="+", default=list(INDEX_KINDS), choices=INDEX_KINDS)
     parser.add_argument("--queries", type=int, default=200)

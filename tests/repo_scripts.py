@@ -1,4 +1,4 @@
-"""Helpers for the tests of the repository's top-level scripts (train_net.py, demo.py)."""
+"""Helpers for the tests of the repository's scripts run by path (train_net.py, demo/demo.py)."""
 
 import importlib.util
 import os
@@ -8,7 +8,7 @@ QUICK_CONFIG = os.path.join(REPO, "configs", "quick_schedules", "IAN_R18_GN_inst
 
 
 def load_script(filename: str, module_name: str):
-    """Import a top-level script of the repository (not a package module) by its path."""
+    """Import a script of the repository (not a package module) by its path from the root."""
     spec = importlib.util.spec_from_file_location(module_name, os.path.join(REPO, filename))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

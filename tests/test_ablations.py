@@ -1,4 +1,4 @@
-"""dev/ablations.py and dev/ablation_report.py: the bootstrap statistics on made-up per-query
+"""tools/ablations.py and tools/ablation_report.py: the bootstrap statistics on made-up per-query
 values, the report from fake finished runs, the plan (one setting per variant, one schedule),
 skipping and resuming; end to end in --quick mode (slow)."""
 
@@ -12,10 +12,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from tests.repo_scripts import load_script
-
-report = load_script(os.path.join("dev", "ablation_report.py"), "ablation_report")
-runner = load_script(os.path.join("dev", "ablations.py"), "ablations")
+from tools import ablation_report as report
+from tools import ablations as runner
 
 
 def _fake_run(seed, variant, ap, top1, sizes=(50, 100, -1)):
@@ -163,12 +161,12 @@ class TestReport(unittest.TestCase):
         self.assertIn("## Table II", md)
         self.assertIn("## Fig. 5", md)
         self.assertIn("| lambda 0.032 − lambda 0 |", md)
-        self.assertIn("77.2 / 80.5", md)  # IAN's published number (PROTOCOLS.md)
+        self.assertIn("77.2 / 80.5", md)  # IAN's published number (docs/protocols.md)
         for png in ("fig4_lambda.png", "fig5_gallery.png"):
             self.assertGreater(os.path.getsize(os.path.join(out, png)), 1000)
 
     def test_standalone_report_reads_its_facts_from_the_runs(self):
-        # python dev/ablation_report.py without the runner: pool size (Fig. 5's x axis), data
+        # python -m tools.ablation_report without the runner: pool size (Fig. 5's x axis), data
         # set, schedule, device and wall time come from the runs' own records
         for path in glob.glob(os.path.join(self.runs_dir, "seed*", "*", report.RUN_FILE)):
             with open(path) as f:

@@ -1,4 +1,4 @@
-"""benchmarks/bench_search.py at tiny sizes (2,000 vectors, 20 queries) on the CPU."""
+"""benchmarks.bench_search at tiny sizes (2,000 vectors, 20 queries) on the CPU."""
 
 import contextlib
 import io
@@ -9,7 +9,7 @@ import unittest
 
 import numpy as np
 
-from tests.repo_scripts import load_script
+from benchmarks import bench_search
 
 TINY = ["--sizes", "2000", "--queries", "20", "--nprobe", "4", "64", "--ef-search", "16", "64"]
 
@@ -23,7 +23,7 @@ def _quiet(fn, *args):
 class TestBenchSearch(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.bench = load_script("benchmarks/bench_search.py", "ian_bench_search")
+        cls.bench = bench_search
         cls._tmp = tempfile.TemporaryDirectory()
         cls.path = os.path.join(cls._tmp.name, "search.json")
         cls.out = _quiet(cls.bench.main, TINY + ["--output", cls.path])

@@ -1,4 +1,4 @@
-"""benchmarks/bench_model.py and benchmarks/gpu_check.{py,sh} at tiny sizes on the CPU."""
+"""benchmarks.bench_model and benchmarks.gpu_check (and gpu_check.sh) at tiny sizes on the CPU."""
 
 import contextlib
 import io
@@ -13,7 +13,8 @@ import pytest
 import torch
 from detectron2.layers import FrozenBatchNorm2d
 
-from tests.repo_scripts import QUICK_CONFIG, REPO, load_script
+from benchmarks import bench_model, gpu_check
+from tests.repo_scripts import QUICK_CONFIG, REPO
 
 R50_CONFIG = os.path.join(REPO, "configs", "IAN_R50.yaml")
 TINY = ["--iters", "1", "--warmup", "0", "--batch", "1", "--amp", "0", "--num-pids", "8"]
@@ -31,7 +32,7 @@ def _quiet(fn, *args):
 class TestBenchModel(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.bench = load_script("benchmarks/bench_model.py", "ian_bench_model")
+        cls.bench = bench_model
         cls._tmp = tempfile.TemporaryDirectory()
 
     @classmethod
@@ -105,7 +106,7 @@ class TestBenchModel(unittest.TestCase):
 class TestGpuCheck(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.check = load_script("benchmarks/gpu_check.py", "ian_gpu_check")
+        cls.check = gpu_check
         cls._tmp = tempfile.TemporaryDirectory()
 
     @classmethod

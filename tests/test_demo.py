@@ -1,4 +1,4 @@
-"""demo.py on a tiny generated gallery with a saved random-weight model: outputs, the kept
+"""demo/demo.py on a tiny generated gallery with a saved random-weight model: outputs, the kept
 index (extended, not redone, on the next call) and input errors."""
 
 import json
@@ -19,7 +19,7 @@ class TestDemo(unittest.TestCase):
         cls._tmp = tempfile.TemporaryDirectory()
         cls.images = cls.synthetic.images
         cls.weights = save_model(os.path.join(cls._tmp.name, "model.pth"))
-        cls.demo = load_script("demo.py", "ian_demo")
+        cls.demo = load_script("demo/demo.py", "ian_demo")
 
     @classmethod
     def tearDownClass(cls):

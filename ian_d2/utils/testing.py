@@ -3,7 +3,7 @@ CPU config built from the repository's ``configs/`` and random inputs (no datase
 
 The configs are read from the repository checkout (``CONFIG_DIR``, the ``configs/`` folder next
 to the ``ian_d2`` package): an installed package without its repository raises a clear error
-on first use. Importing this module registers ian_d2's model parts in Detectron2.
+on first use.
 
 Example::
 
@@ -16,11 +16,11 @@ Example::
 import os
 from typing import Dict, List, Optional, Sequence
 
+from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 import torch
 from detectron2.structures import Boxes, Instances
 
-import ian_d2
-from ian_d2.config import get_ian_cfg
+from ..config import get_ian_cfg
 
 __all__ = [
     "CONFIG_DIR",
@@ -31,8 +31,6 @@ __all__ = [
     "quick_cfg",
     "synthetic_inputs",
 ]
-
-ian_d2.register_all()  # the meta-architectures, heads and losses that the configs name
 
 #: The repository's ``configs/`` folder (it exists only in a checkout of the repository).
 CONFIG_DIR = os.path.normpath(

@@ -234,9 +234,7 @@ class TestCropClassifier(unittest.TestCase):
         _, storage = _train_step(model, inputs)
         self.assertLessEqual(storage.history("reid/num_crops").latest(), 4)
         with self.assertRaises(ValueError):
-            build_model(
-                quick_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -2])
-            )
+            build_model(quick_cfg(self.CONFIG, ["MODEL.REID.PRETRAIN_CROPS.NUM_BG_PER_IMAGE", -2]))
 
     def test_no_crop_keeps_every_parameter_in_the_graph(self):
         model = build_model(

@@ -110,9 +110,7 @@ class TestLossRegistry(unittest.TestCase):
             loss = build_reid_loss(quick_cfg(opts=["MODEL.REID.LOSS_TYPE", name]))
             self.assertIs(type(loss), cls, name)
         self.assertIs(type(build_center_loss(quick_cfg())), CenterLoss)
-        self.assertIs(
-            type(build_reid_head(quick_cfg(), ShapeSpec(channels=8))), ReIDEmbeddingHead
-        )
+        self.assertIs(type(build_reid_head(quick_cfg(), ShapeSpec(channels=8))), ReIDEmbeddingHead)
 
     def test_unknown_names_list_the_registered_ones(self):
         with self.assertRaisesRegex(ValueError, r"MODEL\.REID\.LOSS_TYPE='Triplet'") as ctx:

@@ -24,7 +24,7 @@ For every seed (``--seeds``, default 0 1 2):
    galleries 50, 100, 200, 400 and the 520-image pool): ``train_net.py`` saves the predictions,
    ``python -m ian_d2.evaluation.rescore`` scores them at every gallery size (Fig. 5) and the
    per-query AP / top-1 hits are kept for the bootstrap;
-4. ``dev/ablation_report.py`` writes ``docs/ablations/results.{json,md}`` and the plots: mean
+4. ``tools/ablation_report.py`` writes ``docs/ablations/results.{json,md}`` and the plots: mean
    over seeds, 95% bootstrap confidence intervals over queries, per-seed values, and the paired
    differences the paper's claims are about.
 
@@ -41,10 +41,12 @@ Device: a GPU when one is visible (``--device auto``), else the CPU.
 
 Usage::
 
-    python dev/ablations.py                        # the full run (make ablations)
-    python dev/ablations.py --quick                # a smoke test of everything, tiny data
-    python dev/ablations.py --seeds 0 --variants lambda_0 lambda_0.032
-    python dev/ablation_report.py                  # the report again from the finished runs
+    python -m tools.ablations                      # the full run (make ablations)
+    python -m tools.ablations --quick              # a smoke test of everything, tiny data
+    python -m tools.ablations --seeds 0 --variants lambda_0 lambda_0.032
+    python -m tools.ablation_report                # the report again from the finished runs
+
+(from the repository root: ``tools`` is a package of the repository, not of ian_d2).
 """
 
 import argparse
@@ -60,12 +62,20 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-DEV = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(DEV)
-sys.path.insert(0, REPO)
-sys.path.insert(0, DEV)
+from tools import ablation_report
 
-import ablation_report  # noqa: E402
+__all__ = [
+    "VARIANTS",
+    "Run",
+    "execute",
+    "main",
+    "per_query_metrics",
+    "plan",
+    "prepare_data",
+    "schedule_opts",
+]
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 logger = logging.getLogger("ian_d2.ablations")
 
@@ -506,7 +516,9 @@ def _schedule_text(scale: float) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.ablations",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (0 1 2)")
     parser.add_argument(
@@ -583,7 +595,7 @@ def main(argv=None) -> dict:
     gen = _read_json(os.path.join(data_root, "generated.json"))["seconds"]
     meta = {
         "command": " ".join(
-            ["python dev/ablations.py", *(argv if argv is not None else sys.argv[1:])]
+            ["python -m tools.ablations", *(argv if argv is not None else sys.argv[1:])]
         ),
         "dataset": (
             f"synthetic CUHK-SYSU, preset {preset!r}: {summary['train_images']} training images "

@@ -8,7 +8,7 @@ detection, with no detection re-run per query.
 
 Example (a model trained by ``make demo`` on the synthetic dataset)::
 
-    python demo.py --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml \\
+    python demo/demo.py --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml \\
         --query-image datasets/cuhk_sysu_synth/Image/SSM/s975.jpg --query-box 244 115 282 214 \\
         --gallery datasets/cuhk_sysu_synth/Image/SSM --top-k 5 --output demo_output \\
         --opts MODEL.WEIGHTS output/synthetic/step3/model_final.pth
@@ -27,8 +27,7 @@ from typing import List
 import torch
 from detectron2.utils.logger import setup_logger
 
-import ian_d2.config  # noqa: F401  (registers the model)
-from ian_d2.config import get_ian_cfg
+from ian_d2.config import get_ian_cfg  # registers the model parts that the configs name
 from ian_d2.search import (
     GallerySearcher,
     IndexManifest,

@@ -16,9 +16,9 @@
 
 Same seed, same machine: the same numbers (the runs are seeded; a step interrupted and
 resumed may differ). For the center loss's effect with confidence intervals (300 queries, 3
-seeds), run ``make ablations`` (dev/ablations.py).
+seeds), run ``make ablations`` (``python -m tools.ablations``).
 
-Usage: ``python dev/synthetic_demo.py [--output-dir output/synthetic] [--seed 0] [--fresh]``
+Usage: ``python demo/synthetic_demo.py [--output-dir output/synthetic] [--seed 0] [--fresh]``
 (``make demo``).
 """
 
@@ -36,17 +36,14 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from ian_d2.data.datasets import datasets_root
+from ian_d2.data.synthetic import generate_cuhk_sysu
+from ian_d2.evaluation.predictions import PREDICTIONS_FILE, load_predictions, save_predictions
+from ian_d2.evaluation.rescore import rescore
 
-from ian_d2.data.datasets import datasets_root  # noqa: E402
-from ian_d2.data.synthetic import generate_cuhk_sysu  # noqa: E402
-from ian_d2.evaluation.predictions import (  # noqa: E402
-    PREDICTIONS_FILE,
-    load_predictions,
-    save_predictions,
-)
-from ian_d2.evaluation.rescore import rescore  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+__all__ = ["main"]
 
 logger = logging.getLogger("ian_d2.synthetic_demo")
 

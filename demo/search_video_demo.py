@@ -14,6 +14,8 @@
 4. draws the ranking of one cross-camera query to ``docs/search_video.jpg``.
 
 Prints JSON. Needs ``make demo`` first (its ``output/synthetic/step3/model_final.pth``).
+
+Usage: ``python demo/search_video_demo.py [--fps 5] [--query-every 10]`` (``--help``: all options).
 """
 
 import argparse
@@ -27,13 +29,14 @@ import tempfile
 import cv2
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from ian_d2.data.synthetic import generate_video
+from ian_d2.search import GallerySearcher, write_ranking
+from ian_d2.search.cli import main as search_main
+from ian_d2.search.sources import read_video_frames
 
-from ian_d2.data.synthetic import generate_video  # noqa: E402
-from ian_d2.search import GallerySearcher, write_ranking  # noqa: E402
-from ian_d2.search.cli import main as search_main  # noqa: E402
-from ian_d2.search.sources import read_video_frames  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+__all__ = ["main"]
 
 logger = logging.getLogger("ian_d2.search_video_demo")
 
