@@ -60,9 +60,12 @@ class TestReIDHeadDropout(unittest.TestCase):
         self.assertTrue(torch.allclose(y_on.norm(dim=1), torch.ones(6), atol=1e-5))
 
     def test_old_checkpoint_loads(self):
-        old = _head(0.0).state_dict()
+        old = _head(0.0, seed=1).state_dict()  # a checkpoint of a head without the option
         on = _head(0.3)
-        on.load_state_dict(old, strict=True)
+        result = on.load_state_dict(old, strict=True)
+        self.assertEqual((result.missing_keys, result.unexpected_keys), ([], []))
+        for key, value in old.items():
+            self.assertTrue(torch.equal(on.state_dict()[key], value), key)
 
     def test_invalid_probability(self):
         for p in (-0.1, 1.0):
