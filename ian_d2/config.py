@@ -45,7 +45,7 @@ def add_ian_config(cfg):
     _C.MODEL.REID.DROPOUT = 0.0
     # Identity loss, a name in ian_d2.modeling.REID_LOSS_REGISTRY (case-insensitive): "RSS"
     # (random sampling softmax, E2E-PS / IAN), "OIM" (online instance matching), or a loss you
-    # registered (README: "Plugging in your own loss").
+    # registered (docs/EXTENDING.md).
     _C.MODEL.REID.LOSS_TYPE = "RSS"
     # Embedding head, a name in ian_d2.modeling.REID_HEAD_REGISTRY (case-insensitive).
     _C.MODEL.REID.HEAD_NAME = "ReIDEmbeddingHead"

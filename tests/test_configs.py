@@ -84,7 +84,7 @@ class TestConfigs(unittest.TestCase):
             self.assertEqual(len({s.OUTPUT_DIR for s in steps}), 3)
 
     def test_paper_schedule(self):
-        """The paper's schedule, pinned (README: paper vs tuned)."""
+        """The paper's schedule, pinned (docs/TRAINING.md: paper vs tuned)."""
         for root, pids, train in (
             ("CUHK-SYSU", 5532, "cuhk_sysu_train"),
             ("PRW", 482, "prw_train"),
