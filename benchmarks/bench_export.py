@@ -28,9 +28,11 @@ exports must agree.
 
 Usage::
 
-    python benchmarks/bench_export.py                      # R-50 at 900x1500 and R-18 demo size
-    python benchmarks/bench_export.py --settings r18_demo --iters 3
-    python benchmarks/bench_export.py --output benchmarks/export_cpu.json
+    python -m benchmarks.bench_export                  # R-50 at 900x1500 and R-18 demo size
+    python -m benchmarks.bench_export --settings r18_demo --iters 3
+    python -m benchmarks.bench_export --output benchmarks/export_cpu.json
+
+from the repository root.
 """
 
 import argparse
@@ -48,16 +50,14 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ian_d2.config import add_ian_config  # noqa: E402, F401  (first: registers, silences)
-from bench_model import ROIBoxCounter, build_benchmark_model, make_cfg  # noqa: E402
+from benchmarks.bench_model import ROIBoxCounter, build_benchmark_model, make_cfg
+from ian_d2.export import runtime as rt
+from ian_d2.export.exporter import export_model
+from ian_d2.export.parity import compare_detections, same_ranking, top_k_ranking
+from ian_d2.modeling import extract_query_embeddings
+from ian_d2.search.indexer import ImageToInput
 
-from ian_d2.export import runtime as rt  # noqa: E402
-from ian_d2.export.exporter import export_model  # noqa: E402
-from ian_d2.export.parity import compare_detections, same_ranking, top_k_ranking  # noqa: E402
-from ian_d2.modeling import extract_query_embeddings  # noqa: E402
-from ian_d2.search.indexer import ImageToInput  # noqa: E402
+__all__ = ["SETTINGS", "VARIANTS", "bench_setting", "main", "parse_args"]
 
 logger = logging.getLogger("bench_export")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -248,7 +248,9 @@ def bench_setting(name: str, args) -> Dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_export", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--iters", type=int, default=None, help="timed rounds (default per setting)")
@@ -288,7 +290,7 @@ def main(argv=None) -> Dict:
     out["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     if args.output:
         _write(out, args.output)
-    print(json.dumps(out, indent=1))
+    sys.stdout.write(json.dumps(out, indent=1) + "\n")
     return out
 
 

@@ -1,20 +1,23 @@
 """GPU check of IAN: environment, CUDA/CPU parity, inference and training speed; writes JSON.
 
-The steps (:func:`plan`) are run by ``benchmarks/gpu_check.sh``, each in its own process under
-``timeout`` (``--list-steps``, ``--step NAME``, then ``--combine``), or all in this process when
-no action is given (no per-step time limit: for ``--smoke`` and debugging). Every step writes
-``OUT/NAME.json``; ``--combine`` gathers them, the step statuses (``OUT/steps.tsv``, written by
-the runner: name, exit status, seconds) and the tails of the failed steps' logs into
-``OUT/gpu_check.json``, with a short summary.
+The one orchestrator of the check: :func:`run_all` runs the steps of :func:`plan` in order within
+a total time budget (a step gets at most what is left of it, and is skipped under
+``MIN_STEP_S``), records each step's exit status and seconds in ``OUT/steps.tsv``, then
+:func:`combine` gathers the steps' ``OUT/NAME.json``, their statuses and the tails of the failed
+steps' logs into ``OUT/gpu_check.json``, with a short summary. With ``--isolated`` (what
+``benchmarks/gpu_check.sh`` runs on the GPU machine) every step runs in its own process
+(``--step NAME``, log in ``OUT/NAME.log``) under its time limit, so that a failed or hung step
+is recorded and the next one runs; without it every step runs in this process, without a time
+limit per step (``--smoke`` and debugging).
 
 Steps on a GPU (900x1500 inputs as the person-search papers report, random calibrated weights,
 see ``bench_model.py``):
 
-* ``env``: torch, CUDA, cuDNN, device;
+* ``env``: torch, CUDA, cuDNN, device (and ``OUT/env.txt``: nvidia-smi, CPU count);
 * ``parity``: one forward pass of the same R-50 model on the same 480x800 image on the CPU and on
   the GPU, fp32 with TF32 disabled (and the GPU's fp16 autocast against the CPU's fp32):
-  detections matched by IoU, their scores and embeddings, the embeddings of given (query) boxes
-  and the res4 features;
+  detections matched by IoU (:mod:`ian_d2.export.parity`), their scores and embeddings, the
+  embeddings of given (query) boxes and the res4 features;
 * ``infer_R50``, ``infer_R101``: images/s, AMP off/on, batch 1 and 4, with the proposals and
   detections per image;
 * ``train_R101``, ``train_R50``: seconds/iteration and peak memory at batch 2 and 5.
@@ -22,10 +25,15 @@ see ``bench_model.py``):
 ``--smoke`` runs the same logic on the CPU in seconds: quick R-18-GN config, 96x128, one
 iteration, parity CPU against CPU.
 
-Usage::
+Usage (from the repository root)::
 
-    bash benchmarks/gpu_check.sh OUT_DIR                     # on the GPU machine
-    python benchmarks/gpu_check.py --smoke --out /tmp/check  # CPU, in this process
+    bash benchmarks/gpu_check.sh OUT_DIR                          # on the GPU machine
+    python -m benchmarks.gpu_check --isolated --out OUT_DIR        # the same
+    python -m benchmarks.gpu_check --smoke --out /tmp/check        # CPU, in this process
+    python -m benchmarks.gpu_check --isolated --steps env parity   # only these steps
+
+Environment (defaults of the options): ``GPU_CHECK_BUDGET_S`` (``--budget-s``, 420: total
+seconds for the steps), ``GPU_CHECK_STEPS`` (``--steps``, space-separated step names).
 """
 
 import argparse
@@ -35,26 +43,27 @@ import json
 import logging
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
 import time
 import traceback
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH_DIR)
-sys.path.insert(0, BENCH_DIR)
-import bench_model  # noqa: E402
+from benchmarks import bench_model
+from detectron2.structures import Boxes, Instances
+from ian_d2.export import parity as export_parity
 
-from detectron2.structures import Boxes, Instances, pairwise_iou  # noqa: E402
-
-__all__ = ["main", "plan", "parity", "combine", "Step"]
+__all__ = ["Step", "combine", "compare_detections", "main", "parity", "plan", "run_all", "run_step"]
 
 logger = logging.getLogger(__name__)
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "benchmarks", "gpu_check_out")
 R50 = os.path.join(REPO, "configs", "IAN_R50.yaml")
 R101 = os.path.join(REPO, "configs", "IAN_R101.yaml")
@@ -65,7 +74,14 @@ PARITY_MIN_MATCHED_FRACTION = 0.9  # detections of one device with a same-box tw
 PARITY_MAX_SCORE_DIFF = 1e-3
 PARITY_MIN_COSINE = 0.999
 PARITY_MAX_FEATURE_REL_DIFF = 1e-3
+# same box: IoU >= 0.99, the threshold of ian_d2.export.parity.compare_detections
 SAME_BOX_IOU = 0.99
+
+# the time budget of all steps, and the least time a step is started with
+DEFAULT_BUDGET_S = 420
+MIN_STEP_S = 30
+# an isolated step past its time limit is sent SIGTERM, then SIGKILL after this many seconds
+KILL_AFTER_S = 10
 
 
 class Step(NamedTuple):
@@ -190,32 +206,44 @@ def _features(model, inputs: List[Dict], device: str, amp: bool) -> Dict[str, to
         return {k: v.float().cpu() for k, v in model.backbone(images.tensor).items()}
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)
+def _numpy_detections(inst: Instances) -> Dict[str, np.ndarray]:
+    """``boxes`` [n, 4], ``scores`` [n] and ``embeddings`` [n, D] of CPU detections."""
+    return {
+        "boxes": inst.pred_boxes.tensor.numpy(),
+        "scores": inst.scores.numpy(),
+        "embeddings": inst.pred_embeds.numpy(),
+    }
 
 
 def compare_detections(a: Instances, b: Instances) -> Dict:
     """
-    Detections ``a`` (reference) against ``b``: every box of ``a`` is matched to the box of
-    ``b`` of highest IoU; scores and embeddings are compared over the same-box pairs
-    (IoU >= ``SAME_BOX_IOU``).
+    Detections ``a`` (reference) against ``b`` (both on the CPU), by
+    :func:`ian_d2.export.parity.compare_detections`: every box of ``a`` is matched to the box
+    of ``b`` of highest IoU; scores and embeddings are compared over the same-box pairs
+    (IoU >= ``SAME_BOX_IOU``), and left out when there is none.
     """
     res = {"detections_a": len(a), "detections_b": len(b)}
     if len(a) == 0 or len(b) == 0:
         return res
-    best_iou, j = pairwise_iou(a.pred_boxes, b.pred_boxes).max(dim=1)
-    same = best_iou >= SAME_BOX_IOU
+    ref, out = _numpy_detections(a), _numpy_detections(b)
+    _, best_iou = export_parity.match_detections(ref["boxes"], out["boxes"])
+    stats = export_parity.compare_detections(ref, out)
     res.update(
         {
-            "box_matched_iou_min": best_iou.min().item(),
-            "box_matched_iou_mean": best_iou.mean().item(),
-            "same_box_fraction": same.float().mean().item(),
+            "box_matched_iou_min": stats["min_iou"],
+            "box_matched_iou_mean": float(best_iou.mean()),
+            "same_box_fraction": float((best_iou >= SAME_BOX_IOU).mean()),
         }
     )
-    if same.any():
-        res["score_max_abs_diff"] = (a.scores[same] - b.scores[j[same]]).abs().max().item()
-        res["embed_min_cosine"] = _cos(a.pred_embeds[same], b.pred_embeds[j[same]]).min().item()
+    if stats["n_unmatched"] < stats["n_ref"]:
+        res["score_max_abs_diff"] = stats["max_score_diff"]
+        res["embed_min_cosine"] = stats["min_cosine"]
     return res
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[n] cosine of the rows of ``a`` [n, D] and ``b`` [n, D]."""
+    return (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)
 
 
 def _compare(ref, out, ref_feats, feats, query_ref, query) -> Dict:
@@ -387,6 +415,101 @@ def run_step(step: Step, out_dir: str) -> int:
         return 2 if isinstance(e, bench_model.NoROIBoxesError) else 1
 
 
+def run_isolated(step: Step, out_dir: str, smoke: bool, limit_s: float) -> int:
+    """
+    Runs ``step`` in its own process (``--step NAME``, output in ``OUT/NAME.log``), stopped
+    after ``limit_s`` seconds as coreutils' ``timeout -k KILL_AFTER_S`` does.
+
+    Returns:
+        int: the step's exit status (:func:`run_step`'s), 124 (stopped at its time limit) or
+        137 (killed: it did not end within ``KILL_AFTER_S`` of being stopped).
+    """
+    cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--out", out_dir, "--step", step.name]
+    cmd += ["--smoke"] if smoke else []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # the log stays complete up to a timeout
+    with open(os.path.join(out_dir, step.name + ".log"), "w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            rc = proc.wait(timeout=limit_s)
+            return rc if rc >= 0 else 128 - rc  # killed by signal N: 128 + N, as a shell says
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=KILL_AFTER_S)
+            return 124
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            return 137
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to the process group that :func:`run_isolated` started (gone: nothing)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def run_all(
+    out_dir: str,
+    smoke: bool = False,
+    isolated: bool = False,
+    budget_s: float = DEFAULT_BUDGET_S,
+    only: Optional[Sequence[str]] = None,
+) -> Dict:
+    """
+    The check: ``OUT/env.txt``, then the steps of :func:`plan` in order (``only``: just those
+    named), each started with what is left of ``budget_s`` seconds (skipped under
+    ``MIN_STEP_S``), their statuses in ``OUT/steps.tsv``, then :func:`combine`.
+
+    Args:
+        out_dir: the output folder (created).
+        smoke: tiny CPU settings.
+        isolated: every step in its own process under its time limit (:func:`run_isolated`);
+            else in this process, without a time limit per step.
+        budget_s: total seconds for the steps.
+        only: step names to run (default: all).
+
+    Returns:
+        dict: the combined ``OUT/gpu_check.json``.
+    """
+    out_dir = os.path.abspath(out_dir)  # isolated steps run in the repository's root
+    os.makedirs(out_dir, exist_ok=True)
+    write_env_txt(out_dir, smoke)
+    start = time.monotonic()
+    with open(os.path.join(out_dir, "steps.tsv"), "w") as tsv:
+        for step in plan(smoke):
+            if only and step.name not in only:
+                continue
+            left = budget_s - (time.monotonic() - start)
+            if left < MIN_STEP_S:
+                tsv.write(f"{step.name}\tskipped\t0\n")
+                tsv.flush()
+                logger.info("gpu_check: %s skipped (%ds left)", step.name, left)
+                continue
+            limit = min(step.timeout_s, left)
+            logger.info("gpu_check: %s (limit %ds) ...", step.name, limit)
+            t0 = time.monotonic()
+            if isolated:
+                rc = run_isolated(step, out_dir, smoke, limit)
+            else:
+                rc = run_step(step, out_dir)
+            seconds = time.monotonic() - t0
+            tsv.write(f"{step.name}\t{rc}\t{seconds:.1f}\n")
+            tsv.flush()
+            logger.info("gpu_check: %s exit status %s in %.0fs", step.name, rc, seconds)
+    out = combine(out_dir, smoke)
+    logger.info(
+        "gpu_check: total %.0fs; results in %s",
+        time.monotonic() - start,
+        os.path.join(out_dir, "gpu_check.json"),
+    )
+    return out
+
+
 def _status(rc: Optional[str]) -> str:
     if rc is None:
         return "not_run"
@@ -496,40 +619,70 @@ def combine(out_dir: str, smoke: bool = False) -> Dict:
     return out
 
 
+def write_env_txt(out_dir: str, smoke: bool) -> None:
+    """``OUT/env.txt``: the check's start, nvidia-smi's report (when there is one), CPU count."""
+    lines = [
+        f"# gpu_check {datetime.datetime.now().astimezone().isoformat(timespec='seconds')} "
+        f"smoke={int(smoke)} repo={REPO} python={sys.executable}"
+    ]
+    if shutil.which("nvidia-smi"):
+        query = "name,driver_version,memory.total,clocks.max.sm,power.limit"
+        for cmd in (["nvidia-smi"], ["nvidia-smi", f"--query-gpu={query}", "--format=csv"]):
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+                lines.append((res.stdout + res.stderr).rstrip("\n"))
+            except (OSError, subprocess.SubprocessError) as e:
+                lines.append(f"{' '.join(cmd)}: {type(e).__name__}: {e}")
+    else:
+        lines.append("nvidia-smi: not found")
+    lines.append(f"# CPU: {os.cpu_count()} cores")
+    with open(os.path.join(out_dir, "env.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main(argv=None) -> Optional[Dict]:
     """Command line (see the module docstring). Returns the combined JSON when it is written."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu_check", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder")
     p.add_argument("--smoke", action="store_true", help="tiny CPU settings, parity CPU vs CPU")
+    p.add_argument(
+        "--budget-s", type=float, default=float(os.environ.get("GPU_CHECK_BUDGET_S", DEFAULT_BUDGET_S)),
+        help="total seconds for the steps (env GPU_CHECK_BUDGET_S; default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--steps", nargs="+", default=os.environ.get("GPU_CHECK_STEPS", "").split() or None,
+        metavar="NAME", help="run only these steps (env GPU_CHECK_STEPS; default: all)",
+    )  # fmt: skip
     action = p.add_mutually_exclusive_group()
+    action.add_argument(
+        "--isolated", action="store_true",
+        help="every step in its own process under its time limit (the GPU machine's run)",
+    )  # fmt: skip
     action.add_argument("--list-steps", action="store_true", help="print 'NAME TIMEOUT_S' lines")
     action.add_argument("--step", default=None, help="run one step in this process")
     action.add_argument("--combine", action="store_true", help="write OUT/gpu_check.json")
     args = p.parse_args(argv)
     steps = plan(args.smoke)
+    by_name = {s.name: s for s in steps}
+    if args.step is not None and args.step not in by_name:
+        p.error(f"unknown step {args.step!r}; steps: {', '.join(by_name)}")
+    unknown = [name for name in args.steps or [] if name not in by_name]
+    if unknown:
+        logger.warning("--steps: no step %s in this plan (%s)", unknown, ", ".join(by_name))
     if args.list_steps:
-        for s in steps:
-            print(f"{s.name} {s.timeout_s}")
+        sys.stdout.write("".join(f"{s.name} {s.timeout_s}\n" for s in steps))
         return None
     os.makedirs(args.out, exist_ok=True)
     if args.combine:
         return combine(args.out, args.smoke)
     if args.step is not None:
-        by_name = {s.name: s for s in steps}
-        if args.step not in by_name:
-            p.error(f"unknown step {args.step!r}; steps: {', '.join(by_name)}")
         rc = run_step(by_name[args.step], args.out)
         if rc:
             raise SystemExit(rc)
         return None
-    # every step in this process, no time limit per step
-    with open(os.path.join(args.out, "steps.tsv"), "w") as f:
-        for s in steps:
-            t = datetime.datetime.now()
-            rc = run_step(s, args.out)
-            f.write(f"{s.name}\t{rc}\t{(datetime.datetime.now() - t).total_seconds():.1f}\n")
-            f.flush()
-    return combine(args.out, args.smoke)
+    return run_all(args.out, args.smoke, args.isolated, args.budget_s, args.steps)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..utils.boxes import box_iou
+
 __all__ = [
     "average_precision",
     "box_iou",
@@ -56,30 +58,6 @@ def average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
     precision = tps / (last + 1.0)
     recall_step = np.diff(np.r_[0, tps]) / n_pos
     return float(np.sum(recall_step * precision))
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU on continuous coordinates (no +1); 0 where the union is empty.
-
-    Args:
-        a: [K, 4] XYXY boxes.
-        b: [M, 4] XYXY boxes.
-
-    Returns:
-        [K, M] float64.
-    """
-    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None, :]
-    b = np.asarray(b, np.float64).reshape(-1, 4)[None, :, :]
-    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
-    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0)
-    inter = iw * ih
-    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (
-        b[..., 3] - b[..., 1]
-    )
-    union = union - inter
-    out = np.zeros(inter.shape, np.float64)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
 
 
 def mutual_best_matches(ious: np.ndarray, iou_thresh: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:

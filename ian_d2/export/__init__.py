@@ -2,7 +2,8 @@
 
 * ``python -m ian_d2.export --format onnx --config-file CFG --output DIR MODEL.WEIGHTS W``
   writes the gallery and query models, a manifest and a copy of the runtime (see
-  :mod:`ian_d2.export.exporter`);
+  :mod:`ian_d2.export.exporter`, the orchestration of :mod:`.checks`, :mod:`.precision`,
+  :mod:`.trace`, :mod:`.writers`, :mod:`.manifest` and :mod:`.verify`);
 * :mod:`ian_d2.export.runtime` (standalone: numpy, Pillow and torch or onnxruntime) runs them
   with the eager model's pre- and post-processing;
 * :mod:`ian_d2.export.parity` compares exported and eager outputs.
@@ -11,4 +12,14 @@ This package's ``__init__`` imports nothing heavy, so that ``ian_d2.export.runti
 without Detectron2; the exporter is imported from ``ian_d2.export.exporter``.
 """
 
-__all__ = ["exporter", "parity", "runtime"]
+__all__ = [
+    "checks",
+    "exporter",
+    "manifest",
+    "parity",
+    "precision",
+    "runtime",
+    "trace",
+    "verify",
+    "writers",
+]

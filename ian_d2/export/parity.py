@@ -1,6 +1,7 @@
 """Compare an exported model's outputs with the eager model's (numpy only).
 
-Used by the exporter's check after export, the parity tests and ``benchmarks/bench_export.py``.
+Used by the exporter's check after export, the parity tests, ``benchmarks/bench_export.py`` and
+``benchmarks/gpu_check.py``. Boxes are matched by :func:`ian_d2.utils.boxes.box_iou`.
 
 Shape shorthand:
     N: detections of the reference (eager) model
@@ -12,20 +13,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from ..utils.boxes import box_iou
+
 __all__ = ["box_iou", "compare_detections", "match_detections", "top_k_ranking", "same_ranking"]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[N, M] IoU of XYXY boxes ``a`` [N, 4] and ``b`` [M, 4]."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clip(0).prod(axis=2)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def match_detections(ref_boxes: np.ndarray, boxes: np.ndarray) -> (np.ndarray, np.ndarray):

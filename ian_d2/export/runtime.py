@@ -46,8 +46,10 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "ExportedModelError",
+    "OnnxBackend",
     "PersonSearchModel",
     "Preprocessor",
+    "TorchScriptBackend",
     "read_manifest",
     "resized_shape",
 ]
@@ -121,7 +123,9 @@ def resized_shape(height: int, width: int, min_size: int, max_size: int):
     return int(newh + 0.5), int(neww + 0.5)
 
 
-class _OnnxBackend:
+class OnnxBackend:
+    """One exported ONNX graph in an ONNX Runtime session: float32 arrays in, arrays out."""
+
     def __init__(self, path: str, providers: Optional[Sequence] = None, num_threads=None):
         try:
             import onnxruntime as ort
@@ -146,7 +150,10 @@ class _OnnxBackend:
         return [np.asarray(o) for o in self.session.run(None, feed)]
 
 
-class _TorchScriptBackend:
+class TorchScriptBackend:
+    """One exported TorchScript graph (frozen and rewritten for oneDNN when ``optimize``):
+    float32 arrays in, float32 arrays out."""
+
     def __init__(self, path: str, optimize: bool = True, num_threads=None, onednn_rewrites=True):
         try:
             import torch
@@ -274,11 +281,11 @@ class PersonSearchModel:
                     f"{MANIFEST_NAME}): it comes from another export or was changed"
                 )
             if backend == "onnx":
-                net = _OnnxBackend(path, providers, num_threads)
+                net = OnnxBackend(path, providers, num_threads)
             else:
                 # optimize_for_inference's oneDNN rewrites are float32-only
                 fp32 = self.manifest.get("precision", "fp32") == "fp32"
-                net = _TorchScriptBackend(path, optimize, num_threads, onednn_rewrites=fp32)
+                net = TorchScriptBackend(path, optimize, num_threads, onednn_rewrites=fp32)
             self._check_file_meta(path, net.file_meta, role)
             self._nets[role] = net
 

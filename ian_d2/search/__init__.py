@@ -18,7 +18,7 @@ _MODULE_OF = {
     "GalleryItem": ".sources",
     "GallerySource": ".sources",
     "expand_gallery": ".sources",
-    "IndexManifest": ".store",
+    "IndexManifest": ".manifest",
     "index_gallery": ".indexer",
     "load_search_model": ".indexer",
     "EagerBackend": ".indexer",

@@ -28,10 +28,10 @@ import torch
 import tqdm
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
 from .fingerprint import model_fingerprint
 from .manifest import IndexManifest
 from .shards import ShardWriter, committed_keys, remove_partial_shards
+from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
 from .store import update_vector_index
 from .vector_index import VectorIndexParams
 

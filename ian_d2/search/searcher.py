@@ -26,9 +26,12 @@ from detectron2.utils.visualizer import Visualizer
 
 from ..config import add_ian_config
 from ..modeling import extract_query_embeddings
+from .fingerprint import model_fingerprint
 from .indexer import ImageToInput, load_search_model
+from .manifest import IndexManifest
+from .shards import read_table
 from .sources import read_image, read_video_frames
-from .store import IndexManifest, model_fingerprint, read_table, update_vector_index
+from .store import update_vector_index
 from .vector_index import VectorIndexParams, search_vectors
 
 __all__ = ["GallerySearcher", "check_query_box", "write_ranking"]

@@ -1,5 +1,6 @@
 """Utilities: collectives of the identity memories under torch.distributed (:mod:`.comm`),
-atomic files (:mod:`.io`, no torch), file and JSON digests (:mod:`.hashing`, no torch). Names load their module on first use."""
+atomic files (:mod:`.io`, no torch), file and JSON digests (:mod:`.hashing`, no torch), box IoU
+(:mod:`.boxes`, no torch). Names load their module on first use."""
 
 from .._lazy import lazy_names
 
@@ -8,6 +9,7 @@ _MODULE_OF = {
     "broadcast_from_main": ".comm",
     "is_distributed": ".comm",
     "atomic_write": ".io",
+    "box_iou": ".boxes",
     "canonical_json": ".hashing",
     "sha256_file": ".hashing",
     "sha256_text": ".hashing",
