@@ -10,6 +10,8 @@ import sys
 import textwrap
 import unittest
 
+import pytest
+
 # Every module that registering ian_d2 loads, other than ian_d2's own.
 _LIST_DEPENDENCIES = textwrap.dedent("""
     import json, sys
@@ -92,6 +94,7 @@ class TestImportWarnings(unittest.TestCase):
         self.assertEqual(res["ian_d2"], {"torch": False, "detectron2": False})
         self.assertEqual(res["rescore"], {"torch": False, "detectron2": False, "scipy": False})
 
+    @pytest.mark.slow  # the three tests below: fresh interpreters importing torch and Detectron2
     def test_config_is_a_leaf_and_register_all_registers(self):
         res = _run(_CONFIG_LEAF)
         imported = res["import"]
@@ -104,12 +107,14 @@ class TestImportWarnings(unittest.TestCase):
         self.assertIn("ian_d2.modeling.roi_heads", registered["modules"])
         self.assertEqual((registered["meta_arch"], registered["dataset"]), (True, True))
 
+    @pytest.mark.slow
     def test_import_leaves_filters_unchanged(self):
         dependencies = _run(_LIST_DEPENDENCIES)
         self.assertIn("detectron2.modeling", dependencies)
         res = _run(_ONLY_IAN_D2, json.dumps(dependencies))
         self.assertEqual(res["after"], res["before"])
 
+    @pytest.mark.slow
     def test_detectron2_jit_warning_silenced_during_import_only(self):
         res = _run(_FRESH)
         self.assertEqual(res["jit_warnings"], 0)

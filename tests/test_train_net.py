@@ -43,6 +43,7 @@ class TestTrainNet(unittest.TestCase):
         ] + list(opts)  # fmt: skip
         return parser.parse_args(argv)
 
+    @pytest.mark.slow  # two training runs and two evaluations
     def test_train_resume_and_eval(self):
         out = os.path.join(self._tmp.name, "run")
         # a run "killed" after 4 of its iterations: it stops at MAX_ITER 4, checkpoints at 2, 4

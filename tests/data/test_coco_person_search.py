@@ -9,6 +9,7 @@ import unittest
 from unittest import mock
 
 import numpy as np
+import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
@@ -826,6 +827,7 @@ class TestPrwRoundTrip(_RoundTrip, unittest.TestCase):
         )
 
 
+@pytest.mark.slow  # a training run
 class TestTrainNet(unittest.TestCase):
     """train_net.py, unchanged, trains on a COCO person-search set registered by a dataset list;
     MODEL.REID.NUM_PIDS comes from its metadata."""

@@ -5,6 +5,7 @@ import tempfile
 import unittest
 
 import numpy as np
+import pytest
 import scipy.io
 
 from ian_d2.data.datasets._common import DatasetFormatError, xywh_to_xyxy
@@ -34,6 +35,7 @@ class TestRealTestG100(unittest.TestCase):
         self.assertEqual(len(set(p.query_pids)), 2900)
         self.assertTrue(all(n.startswith("s") and n.endswith(".jpg") for n in p.query_imnames))
 
+    @pytest.mark.slow  # parses the real file again, then reads the cache
     def test_cached_copy_equals_the_parse(self):
         # the compact form read back from the on-disk cache is the same protocol
         from unittest import mock

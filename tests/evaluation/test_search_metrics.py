@@ -6,6 +6,7 @@ import unittest
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.reference_oracle import reference_average_precision, reference_search
 
@@ -523,6 +524,7 @@ class TestAgainstReference(unittest.TestCase):
         for method in ("dense", "sparse"):
             self._compare(qe, table, gal, method=method)
 
+    @pytest.mark.slow  # the reference loop on 2,900 real queries
     @unittest.skipUnless(_G100.exists(), f"real protocol file absent: {_G100}")
     def test_real_testg100(self):
         q_names, q_boxes, g_names, g_boxes = _load_testg(_G100)
