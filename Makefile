@@ -35,14 +35,14 @@ demo: setup
 	$(PY) demo/synthetic_demo.py
 
 # IAN's ablations (Tables I-IV, Figs. 4-5) on synthetic data, 3 seeds, 95% confidence intervals,
-# report in docs/ablations/ (tools/ablations.py; resumes, skips finished runs; ~2.2 h on 2 idle CPU
+# report in docs/ablations/ (projects/ablations/run.py; resumes, skips finished runs; ~2.2 h on 2 idle CPU
 # cores, a GPU is used when visible). ablations-quick: the same pipeline on tiny data in a few
 # minutes.
 ablations: setup
-	$(PY) -m tools.ablations
+	$(PY) -m projects.ablations.run
 
 ablations-quick: setup
-	$(PY) -m tools.ablations --quick
+	$(PY) -m projects.ablations.run --quick
 
 # Speed benchmarks (JSON on stdout): scoring at CUHK-SYSU scale, CPU-sized model train/infer.
 bench: setup
@@ -54,7 +54,7 @@ lint: setup
 	PYTHON=$(PY) dev/linter.sh
 
 format: setup
-	$(PY) -m black -l 100 ian_d2 tests tools demo benchmarks dev train_net.py
+	$(PY) -m black -l 100 ian_d2 tests projects demo benchmarks dev train_net.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -16,7 +16,7 @@
 
 Same seed, same machine: the same numbers (the runs are seeded; a step interrupted and
 resumed may differ). For the center loss's effect with confidence intervals (300 queries, 3
-seeds), run ``make ablations`` (``python -m tools.ablations``).
+seeds), run ``make ablations`` (``python -m projects.ablations.run``).
 
 Usage: ``python demo/synthetic_demo.py [--output-dir output/synthetic] [--seed 0] [--fresh]``
 (``make demo``).

@@ -16,7 +16,7 @@ if [ -z "$PYTHON" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
 fi
 
-PATHS=(ian_d2 tests tools demo benchmarks dev train_net.py)
+PATHS=(ian_d2 tests projects demo benchmarks dev train_net.py)
 
 for tool in black flake8; do
   if ! "$PYTHON" -m "$tool" --version >/dev/null 2>&1; then

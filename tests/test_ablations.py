@@ -1,4 +1,4 @@
-"""tools/ablations.py and tools/ablation_report.py: the bootstrap statistics on made-up per-query
+"""projects/ablations/run.py and projects/ablations/report.py: the bootstrap statistics on made-up per-query
 values, the report from fake finished runs, the plan (one setting per variant, one schedule),
 skipping and resuming; end to end in --quick mode (slow)."""
 
@@ -12,8 +12,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from tools import ablation_report as report
-from tools import ablations as runner
+from projects.ablations import report
+from projects.ablations import run as runner
 
 
 def _fake_run(seed, variant, ap, top1, sizes=(50, 100, -1)):
@@ -166,7 +166,7 @@ class TestReport(unittest.TestCase):
             self.assertGreater(os.path.getsize(os.path.join(out, png)), 1000)
 
     def test_standalone_report_reads_its_facts_from_the_runs(self):
-        # python -m tools.ablation_report without the runner: pool size (Fig. 5's x axis), data
+        # python -m projects.ablations.report without the runner: pool size (Fig. 5's x axis), data
         # set, schedule, device and wall time come from the runs' own records
         for path in glob.glob(os.path.join(self.runs_dir, "seed*", "*", report.RUN_FILE)):
             with open(path) as f:

@@ -97,7 +97,7 @@ _PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
             min_person_frac=0.3,
             resolution_height=100,
         ),
-        # The ablations' data (tools/ablations.py, make ablations): a training set like the demo's
+        # The ablations' data (projects/ablations/run.py, make ablations): a training set like the demo's
         # (60 identities, each seen 8-14 times, in 780 images) and 300 test identities, hence
         # 300 queries, each in 3-5 of the 520 pool images (galleries 50, 100, 200, 400, pool).
         "ablation": dict(

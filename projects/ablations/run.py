@@ -24,7 +24,7 @@ For every seed (``--seeds``, default 0 1 2):
    galleries 50, 100, 200, 400 and the 520-image pool): ``train_net.py`` saves the predictions,
    ``python -m ian_d2.evaluation.rescore`` scores them at every gallery size (Fig. 5) and the
    per-query AP / top-1 hits are kept for the bootstrap;
-4. ``tools/ablation_report.py`` writes ``docs/ablations/results.{json,md}`` and the plots: mean
+4. ``projects/ablations/report.py`` writes ``docs/ablations/results.{json,md}`` and the plots: mean
    over seeds, 95% bootstrap confidence intervals over queries, per-seed values, and the paired
    differences the paper's claims are about.
 
@@ -41,10 +41,10 @@ Device: a GPU when one is visible (``--device auto``), else the CPU.
 
 Usage::
 
-    python -m tools.ablations                      # the full run (make ablations)
-    python -m tools.ablations --quick              # a smoke test of everything, tiny data
-    python -m tools.ablations --seeds 0 --variants lambda_0 lambda_0.032
-    python -m tools.ablation_report                # the report again from the finished runs
+    python -m projects.ablations.run                      # the full run (make ablations)
+    python -m projects.ablations.run --quick              # a smoke test of everything, tiny data
+    python -m projects.ablations.run --seeds 0 --variants lambda_0 lambda_0.032
+    python -m projects.ablations.report                # the report again from the finished runs
 
 (from the repository root: ``tools`` is a package of the repository, not of ian_d2).
 """
@@ -62,7 +62,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tools import ablation_report
+from projects.ablations import report as ablation_report
 
 __all__ = [
     "VARIANTS",
@@ -75,7 +75,7 @@ __all__ = [
     "schedule_opts",
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 logger = logging.getLogger("ian_d2.ablations")
 
@@ -516,7 +516,7 @@ def _schedule_text(scale: float) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.ablations",
+        prog="python -m projects.ablations.run",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -595,7 +595,7 @@ def main(argv=None) -> dict:
     gen = _read_json(os.path.join(data_root, "generated.json"))["seconds"]
     meta = {
         "command": " ".join(
-            ["python -m tools.ablations", *(argv if argv is not None else sys.argv[1:])]
+            ["python -m projects.ablations.run", *(argv if argv is not None else sys.argv[1:])]
         ),
         "dataset": (
             f"synthetic CUHK-SYSU, preset {preset!r}: {summary['train_images']} training images "
