@@ -4,9 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DETECTRON2_PIN := sal-detectron2==0.7.2
 
-.PHONY: setup test test-all lint format demo ablations ablations-quick bench clean-venv
+.PHONY: setup browser test test-all lint format demo ablations ablations-quick bench clean-venv
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# The browser test (tests/search/test_serve_browser.py) drives Debian's chromium through
+# chromium-driver: installed here when missing and run as root with apt-get (CI, containers);
+# otherwise the command to run is printed. No browser is downloaded at run time.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "browser for the tests: $$(command -v chromium), $$(command -v chromedriver)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "The browser test needs Debian's chromium and chromium-driver:"; \
+		echo "    sudo apt-get install chromium chromium-driver"; \
+	fi
 
 $(VENV)/.installed: requirements.txt setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
