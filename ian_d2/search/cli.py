@@ -18,6 +18,8 @@ Examples::
     # index with a model exported by `python -m ian_d2.export` (no Detectron2 needed)
     python -m ian_d2.search index --backend onnx --exported-model exported/ \\
         --gallery footage/ --out my_index
+    # search in the browser (http://127.0.0.1:8000; docs/SEARCH_API.md)
+    python -m ian_d2.search serve my_index --footage-root footage/
 """
 
 import argparse
@@ -33,7 +35,7 @@ import torch
 from .indexer import ExportedBackend, index_gallery
 from .vector_index import INDEX_KINDS, VectorIndexParams
 
-__all__ = ["build_parser", "main", "read_queries", "run"]
+__all__ = ["build_parser", "check_serve_args", "main", "read_queries", "run"]
 
 logger = logging.getLogger("ian_d2.search")
 
@@ -116,6 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
     q.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     _vector_args(q)
+
+    s = sub.add_parser("serve", help="search the index in the browser (HTTP API and page)")
+    s.add_argument("index", help="the index folder")
+    s.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--backend", choices=("pytorch", "onnx", "torchscript"), default="pytorch",
+                   help="pytorch: the index's Detectron2 model; onnx / torchscript: the model "
+                   "exported to --exported-model")  # fmt: skip
+    s.add_argument("--exported-model", metavar="DIR", help="an export folder (onnx/torchscript)")
+    s.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    s.add_argument("--footage-root", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="folders whose files indexing jobs may read (none: no jobs)")  # fmt: skip
+    s.add_argument("--token-file", metavar="FILE",
+                   help="a secret (>= 16 characters) every API client must send; required "
+                   "for a non-loopback --host")  # fmt: skip
+    s.add_argument("--max-upload-mb", type=float, default=20.0, help="uploaded image limit")
+    s.add_argument("--job-shard-size", type=int, default=256, help="jobs: items per shard")
+    s.add_argument("--job-batch-size", type=int, default=4, help="jobs: images per model call")
     return parser
 
 
@@ -260,10 +281,56 @@ def run_query(args) -> List[Dict[str, object]]:
     return results
 
 
+def check_serve_args(args) -> Optional[str]:
+    """The token of ``serve`` (None: no token file).
+
+    Raises:
+        ValueError: a non-loopback ``--host`` without ``--token-file``, a bad token file or
+            limits.
+    """
+    from .serve.security import check_host, read_token_file
+
+    check_host(args.host, args.token_file)
+    if args.max_upload_mb <= 0 or args.job_shard_size < 1 or args.job_batch_size < 1:
+        raise ValueError("--max-upload-mb, --job-shard-size and --job-batch-size must be > 0")
+    return read_token_file(args.token_file) if args.token_file else None
+
+
+def run_serve(args) -> None:
+    token = check_serve_args(args)  # before loading anything
+    import uvicorn
+
+    from .serve import create_app
+
+    if args.backend == "pytorch":
+        _setup_logger()
+    elif not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s]: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    app = create_app(
+        args.index,
+        backend=args.backend,
+        exported_model=args.exported_model,
+        weights=args.weights,
+        device=args.device,
+        footage_roots=args.footage_root,
+        token=token,
+        max_upload_mb=args.max_upload_mb,
+        job_shard_size=args.job_shard_size,
+        job_batch_size=args.job_batch_size,
+    )
+    logger.info("Serving %s on http://%s:%d", args.index, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "index":
         return run_index(args)
+    if args.command == "serve":
+        return run_serve(args)
     return run_query(args)
 
 

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -316,6 +316,7 @@ def index_gallery(
     model=None,
     progress: bool = True,
     backend=None,
+    progress_callback: Optional[Callable[[int, int], None]] = None,
 ) -> Dict[str, object]:
     """
     Index ``gallery`` into ``out_dir`` with the model of ``cfg`` (every process of a distributed
@@ -336,6 +337,10 @@ def index_gallery(
         progress: show a progress bar (main process).
         backend: what runs the model: :class:`EagerBackend` (default: ``cfg``'s model) or
             :class:`ExportedBackend` (``cfg`` and ``model`` unused, may be None).
+        progress_callback: called as ``progress_callback(items_done, items_total)`` before the
+            first batch and after each batch of this process: the items of ``gallery`` done
+            (committed before this call included) and the expected total (estimated from the
+            videos' frame counts; at least ``items_done``).
 
     Returns:
         dict: counts and times of this call (items, detections, shards, seconds).
@@ -371,6 +376,10 @@ def index_gallery(
     writer = ShardWriter(out_dir, rank, manifest.embed_dim)
     pending_items, pending_sizes, pending_dets = [], [], []
     stats = {"items": 0, "detections": 0, "skipped_committed": len(done)}
+    if progress_callback is not None:
+        paths = {s.path for s in sources}
+        already = sum(1 for key in done if key[0] in paths)
+        progress_callback(already, max(total, already))
     t0 = time.perf_counter()
     bar = tqdm.tqdm(
         total=todo, unit="img", desc=f"indexing (rank {rank})", disable=not progress or rank != 0
@@ -394,6 +403,9 @@ def index_gallery(
                 stats["detections"] += len(det["scores"])
             stats["items"] += len(items)
             bar.update(len(items))
+            if progress_callback is not None:
+                n = already + stats["items"]
+                progress_callback(n, max(total, n))
             if errors:  # keep what was done, then stop with the file's name
                 commit()
                 bar.close()

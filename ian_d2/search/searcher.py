@@ -34,7 +34,7 @@ from .sources import read_image, read_video_frames
 from .store import update_vector_index
 from .vector_index import VectorIndexParams, search_vectors
 
-__all__ = ["GallerySearcher", "check_query_box", "write_ranking"]
+__all__ = ["GallerySearcher", "check_query_box", "embed_boxes", "write_ranking"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,28 @@ def check_query_box(box: Sequence[float], shape, image: str = "the query image")
             f"0 <= y1 < y2 <= {h} ({image} is {w}x{h})"
         )
     return b
+
+
+def embed_boxes(model, to_input: ImageToInput, device: str, image_bgr: np.ndarray, boxes):
+    """
+    Embeddings of given boxes of an image, computed as the gallery path computes a detection's
+    (``extract_query_embeddings``).
+
+    Args:
+        model: the index's model (eval mode).
+        to_input: the model's :class:`ImageToInput`.
+        device: the model's device.
+        image_bgr: [H, W, 3] uint8 BGR image.
+        boxes: [n, 4] XYXY boxes in the image's pixels.
+
+    Returns:
+        np.ndarray: [n, D] float32, L2-normalised.
+    """
+    inp = to_input(image_bgr)
+    inp["image"] = inp["image"].to(device)
+    with torch.no_grad():
+        emb = extract_query_embeddings(model, [inp], [np.asarray(boxes, np.float32)])
+    return emb.float().cpu().numpy()
 
 
 def index_config(manifest: IndexManifest, weights: Optional[str] = None, device: str = "cpu"):
@@ -114,11 +136,7 @@ class GallerySearcher:
 
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """[n, D] embeddings of given boxes [n, 4] (original image coordinates)."""
-        inp = self.to_input(image_bgr)
-        inp["image"] = inp["image"].to(self.cfg.MODEL.DEVICE)
-        with torch.no_grad():
-            emb = extract_query_embeddings(self.model, [inp], [np.asarray(boxes, np.float32)])
-        return emb.float().cpu().numpy()
+        return embed_boxes(self.model, self.to_input, self.cfg.MODEL.DEVICE, image_bgr, boxes)
 
     def match(self, row: int, similarity: float) -> Dict[str, object]:
         t = self.table

@@ -28,6 +28,7 @@ __all__ = [
     "committed_keys",
     "list_shards",
     "read_embeddings",
+    "read_shard_item_records",
     "read_shard_items",
     "read_table",
     "remove_partial_shards",
@@ -72,14 +73,22 @@ def _shard_error(path: str, e: Exception) -> ValueError:
     )
 
 
-def read_shard_items(path: str) -> List[GalleryItem]:
-    """The items a shard covers (from its Parquet metadata, without reading the rows)."""
+def read_shard_item_records(path: str) -> List[Tuple[GalleryItem, int, int]]:
+    """``(item, width, height)`` of every item a shard covers, in the order of its rows (from
+    its Parquet metadata, without reading the rows)."""
     try:
         meta = pq.read_metadata(path).metadata or {}
         items = json.loads(meta[_ITEMS_KEY])
-        return [GalleryItem(str(s), int(fr), float(t)) for s, fr, t, _, _ in items]
+        return [
+            (GalleryItem(str(s), int(fr), float(t)), int(w), int(h)) for s, fr, t, w, h in items
+        ]
     except Exception as e:
         raise _shard_error(path, e) from e
+
+
+def read_shard_items(path: str) -> List[GalleryItem]:
+    """The items a shard covers (from its Parquet metadata, without reading the rows)."""
+    return [item for item, _, _ in read_shard_item_records(path)]
 
 
 def committed_keys(index_dir: str) -> Set[Tuple[str, int]]:
