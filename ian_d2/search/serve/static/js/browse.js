@@ -16,6 +16,12 @@ let ticket = 0; // drops answers that arrive after a newer request
 export const getSources = () => sources;
 export const sourceById = (id) => sources.find((s) => s.id === id);
 
+/** A source's name; with the start of its id when another source has the same file name. */
+export function sourceLabel(id, name) {
+  const same = sources.filter((s) => s.name === name).length;
+  return same > 1 ? `${name} ·${id.slice(0, 4)}` : name;
+}
+
 /** (Re)load the source list; returns it. */
 export async function loadSources() {
   const res = await api("/api/sources");
@@ -39,7 +45,7 @@ function renderSourceList() {
           onclick: () => setState({ src: s.id, fi: 0 }),
         },
         el("span", { class: `kind ${s.kind}` }, s.kind === "video" ? "▶" : "▣"),
-        el("span", { class: "name" }, s.name),
+        el("span", { class: "name" }, sourceLabel(s.id, s.name)),
         el("span", { class: "muted small", title: `${s.frames} indexed frames, ${s.detections} detections` },
           s.kind === "video" ? `${fmtDuration(s.duration_s)} · ${s.detections} det.` : `${s.detections} det.`))),
     ),
@@ -82,7 +88,7 @@ export async function renderBrowse(state) {
     slider.value = String(state.fi);
     $("frame-time").textContent = `${fmtTime(frame.time_s)} / ${fmtDuration(source.duration_s)}`;
     const what = source.kind === "video" ? `frame ${frame.frame} · ${fmtTime(frame.time_s)}` : "photo";
-    $("frame-title").textContent = `${source.name} · ${what} · ${frame.detections.length} detections`;
+    $("frame-title").textContent = `${sourceLabel(source.id, source.name)} · ${what} · ${frame.detections.length} detections`;
     showPicture(urls.frame(frame.id));
   } else {
     const q = state.query;

@@ -4,6 +4,7 @@
 import { api, urls } from "./api.js";
 import { $, el, fmtTime, fmtNum, typing } from "./dom.js";
 import { renderBoxes } from "./frame_view.js";
+import { sourceLabel } from "./browse.js";
 import { hitById } from "./results.js";
 import { markOf, onMarks, toggleMark, confirmed, exportJson, exportCsv, clearMarks } from "./marks.js";
 import { getState, setState } from "./state.js";
@@ -55,7 +56,7 @@ export async function renderDetail(state) {
   panel.hidden = false;
   panel.dataset.detectionId = hit.detection_id;
   document.body.classList.add("detail-open");
-  $("detail-title").textContent = hit.source;
+  $("detail-title").textContent = sourceLabel(hit.source_id, hit.source);
   renderMeta(hit);
   renderMarks();
   if (!same) {

@@ -75,6 +75,7 @@ function addForm() {
       const job = await api("/api/index/jobs", { method: "POST", body: { root: Number(root.value) || 0, paths: list } });
       showMessage(`Indexing job ${job.id} queued.`, "info");
       paths.value = "";
+      $("add-footage").open = false;
       follow(job.id);
     } catch {
       /* shown by api() */

@@ -3,7 +3,7 @@
 
 import { api, urls } from "./api.js";
 import { $, el, fmtTime, fmtNum, cropThumb, typing } from "./dom.js";
-import { getSources } from "./browse.js";
+import { getSources, sourceLabel } from "./browse.js";
 import { markOf, onMarks } from "./marks.js";
 import { getState, setState, searchBody, DEFAULTS } from "./state.js";
 
@@ -113,7 +113,7 @@ function card(hit, open) {
     el("span", { class: "rank" }, `#${hit.rank}`),
     el("span", { class: "sim", title: "cosine similarity to the query" }, fmtNum(hit.similarity))),
   el("div", { class: "card-line small" },
-    el("span", { class: "src" }, hit.source),
+    el("span", { class: "src" }, sourceLabel(hit.source_id, hit.source)),
     el("span", { class: "time mono" }, fmtTime(hit.time_s))));
 }
 
@@ -142,7 +142,7 @@ function renderGrid(state, res, error = null) {
     const t = res.timings || {};
     const ms = (t.embed_ms || 0) + (t.search_ms || 0);
     status.textContent = total
-      ? `${total} result${total === 1 ? "" : "s"}${state.group === "source_window" ? ` (one per source within ${state.window_s} s)` : ""} · ${ms.toFixed(0)} ms`
+      ? `${total} result${total === 1 ? "" : "s"}${state.group === "source_window" ? ` (one per source within ${state.window_s} s)` : ""} · ${ms < 1 ? "<1" : ms.toFixed(0)} ms`
       : "";
   } else status.textContent = "";
   const pages = Math.ceil(total / state.top_k);
@@ -190,7 +190,7 @@ export function renderFilters(state) {
     ...getSources().map((s) =>
       el("label", { class: "chip", title: s.name },
         el("input", { type: "checkbox", value: s.id, checked: state.sources.includes(s.id), dataset: { sourceId: s.id } }),
-        s.name)));
+        sourceLabel(s.id, s.name))));
   legend.textContent = state.sources.length ? `Sources (${state.sources.length})` : "Sources (all)";
   const put = (id, v) => {
     const node = $(id);
