@@ -53,6 +53,7 @@ function askToken() {
       }
     };
     form.addEventListener("submit", onSubmit);
+    dialog.addEventListener("cancel", (ev) => ev.preventDefault()); // Esc: nothing works without it
     dialog.showModal();
     input.focus();
   });

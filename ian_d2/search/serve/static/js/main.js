@@ -1,5 +1,6 @@
 // Wires the views to the state in the URL: each change of the state redraws what depends on it.
 
+import { showMessage } from "./api.js";
 import { initBrowse, loadSources, renderBrowse, refreshOverlays } from "./browse.js";
 import { initDetail, renderDetail } from "./detail.js";
 import { initIndexPanel } from "./index_panel.js";
@@ -30,7 +31,10 @@ async function start() {
     renderFilters(getState());
     renderBrowse(getState());
   };
-  initIndexPanel(reload);
+  initIndexPanel(async () => {
+    await reload();
+    if (getState().query) showMessage("New footage is indexed: search again to include it.", "info");
+  });
   await reload();
   const state = getState();
   await runSearch(state);

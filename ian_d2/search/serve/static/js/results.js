@@ -186,11 +186,16 @@ export function stepResult(delta) {
 export function renderFilters(state) {
   const box = $("filter-sources");
   const legend = box.querySelector("legend");
-  box.replaceChildren(legend,
-    ...getSources().map((s) =>
-      el("label", { class: "chip", title: s.name },
-        el("input", { type: "checkbox", value: s.id, checked: state.sources.includes(s.id), dataset: { sourceId: s.id } }),
-        sourceLabel(s.id, s.name))));
+  const ids = getSources().map((s) => s.id);
+  const shown = [...box.querySelectorAll("input")].map((i) => i.value);
+  if (JSON.stringify(ids) !== JSON.stringify(shown)) {
+    box.replaceChildren(legend,
+      ...getSources().map((s) =>
+        el("label", { class: "chip", title: s.name },
+          el("input", { type: "checkbox", value: s.id, dataset: { sourceId: s.id } }),
+          sourceLabel(s.id, s.name))));
+  }
+  for (const input of box.querySelectorAll("input")) input.checked = state.sources.includes(input.value);
   legend.textContent = state.sources.length ? `Sources (${state.sources.length})` : "Sources (all)";
   const put = (id, v) => {
     const node = $(id);
