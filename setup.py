@@ -30,6 +30,9 @@ setup(
     version=_version(),
     description="Individual Aggregation Network (IAN) person search as a Detectron2 extension",
     packages=find_packages(include=["ian_d2", "ian_d2.*"]),
+    # the search service's page (python -m ian_d2.search serve)
+    package_data={"ian_d2.search.serve": ["static/*", "static/*/*", "static/*/*/*"]},
+    include_package_data=True,
     python_requires=">=3.9",
     install_requires=[
         # Detectron2 is not on PyPI: install it first (README.md, "Installation").

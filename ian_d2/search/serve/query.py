@@ -156,8 +156,9 @@ def _exact(emb, q, mask) -> Tuple[np.ndarray, np.ndarray]:
     return rows, emb[rows] @ q
 
 
-def _faiss_search(index, q: np.ndarray, k: int, mask: Optional[np.ndarray]):
-    """(rows [k'], similarities [k']) of a faiss search restricted to ``mask`` (k' <= k)."""
+def _faiss_search(index, q: np.ndarray, k: int, mask: Optional[np.ndarray], num_rows: int):
+    """(rows [k'], similarities [k']) of a faiss search restricted to ``mask`` and to the first
+    ``num_rows`` ids (vectors added since the caller's snapshot are ignored), k' <= k."""
     import faiss
 
     params = None
@@ -173,7 +174,7 @@ def _faiss_search(index, q: np.ndarray, k: int, mask: Optional[np.ndarray]):
             params = faiss.SearchParameters(sel=sel)
     sims, ids = index.search(np.ascontiguousarray(q[None], np.float32), int(k), params=params)
     del bits  # the bitmap lives until the search is over
-    valid = ids[0] >= 0
+    valid = (ids[0] >= 0) & (ids[0] < num_rows)
     return ids[0][valid].astype(np.int64), sims[0][valid]
 
 
@@ -215,7 +216,7 @@ def rank(
     if vectors is not None and n_candidates > EXACT_BELOW:
         ranking = _rank_approximate(
             vectors, vectors_lock, q, mask, n_candidates, src, time_s, filters, need, group,
-            window_s,
+            window_s, len(emb),
         )  # fmt: skip
         if ranking is not None:
             ranking.rows = ranking.rows[offset:need]
@@ -237,7 +238,7 @@ def rank(
 
 
 def _rank_approximate(
-    vectors, lock, q, mask, n_candidates, src, time_s, filters, need, group, window_s
+    vectors, lock, q, mask, n_candidates, src, time_s, filters, need, group, window_s, num_rows
 ) -> Optional[Ranking]:
     """The first ``need`` hits with faiss (fetching more until they are found); None when the
     approximate search returns fewer rows than asked for (the caller ranks exactly)."""
@@ -246,9 +247,9 @@ def _rank_approximate(
         k = min(k, n_candidates)
         if lock is not None:
             with lock:
-                rows, sims = _faiss_search(vectors, q, k, mask)
+                rows, sims = _faiss_search(vectors, q, k, mask, num_rows)
         else:
-            rows, sims = _faiss_search(vectors, q, k, mask)
+            rows, sims = _faiss_search(vectors, q, k, mask, num_rows)
         if len(rows) < k:
             return None
         rows, sims = sort_hits(rows, sims)

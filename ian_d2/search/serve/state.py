@@ -189,9 +189,17 @@ class IndexSnapshot:
                 if item.source not in by_path:
                     by_path[item.source] = len(sources)
                     kind = "image" if item.frame < 0 else "video"
-                    empty = SourceEntry(len(sources), source_id_of(item.source), item.source, kind,
-                                        np.zeros(0, np.int32), np.zeros(0), np.zeros((0, 2), np.int32))  # fmt: skip
-                    sources.append(empty)
+                    sources.append(
+                        SourceEntry(
+                            len(sources),
+                            source_id_of(item.source),
+                            item.source,
+                            kind,
+                            np.zeros(0, np.int32),
+                            np.zeros(0),
+                            np.zeros((0, 2), np.int32),
+                        )
+                    )
                 new_items.setdefault(by_path[item.source], []).append((item.frame, item.time, w, h))
             src = np.asarray([by_path[s] for s in row_sources], np.int32)
             frame = np.asarray(cols["frame"], np.int32)
