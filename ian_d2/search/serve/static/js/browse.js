@@ -75,8 +75,14 @@ export async function renderBrowse(state) {
       $("frame-panel").hidden = true;
       return;
     }
-    const { total, frame } = await framesPage(state.src, Math.min(state.fi, Math.max(0, source.frames - 1)));
+    let page;
+    try {
+      page = await framesPage(state.src, Math.min(state.fi, Math.max(0, source.frames - 1)));
+    } catch {
+      return; // shown by api()
+    }
     if (my !== ticket) return;
+    const { total, frame } = page;
     if (!frame) {
       $("frame-panel").hidden = true;
       return;

@@ -83,10 +83,17 @@ function showFrame(hit) {
   const img = $("detail-image");
   const layer = $("detail-boxes");
   layer.replaceChildren();
-  img.onload = null;
   // The frame's size comes with the image; the box is placed once it is known.
-  img.onload = () => renderBoxes(layer, [{ id: hit.detection_id, box: hit.box }], img.naturalWidth, img.naturalHeight, { selected: hit.detection_id });
-  img.src = urls.frame(hit.frame_id);
+  const draw = () =>
+    renderBoxes(layer, [{ id: hit.detection_id, box: hit.box }], img.naturalWidth, img.naturalHeight, { selected: hit.detection_id });
+  const url = urls.frame(hit.frame_id);
+  if (img.getAttribute("src") === url && img.complete && img.naturalWidth) {
+    img.onload = null;
+    draw();
+  } else {
+    img.onload = draw;
+    img.src = url;
+  }
 }
 
 function pauseVideo() {
