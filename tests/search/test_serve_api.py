@@ -578,6 +578,33 @@ class TestServeApi(unittest.TestCase):
             self.assertEqual(res["total"], len(self.ref["id"]) + 8)
         self.assertEqual(app.state.ctx.state.vectors.ntotal, len(self.ref["id"]) + 8)
 
+    def test_onnx_backend(self):
+        """``--backend onnx``: queries and jobs run the exported model (same fingerprint)."""
+        from ian_d2.export.exporter import export_model
+
+        exported = os.path.join(self._tmp.name, "exported")
+        export_model(self.cfg, exported, ["onnx"], model=self.model, verify=False)
+        out, client = self._copy_app("index_onnx", backend="onnx", exported_model=exported,
+                                     footage_roots=[self.root])  # fmt: skip
+        self.assertEqual(client.get("/api/index").json()["model"]["backend"], "onnx")
+        row, det_id = self._video_detection("cam1.avi", 9)
+        frame_id = f"{self.sources['cam1.avi']['id']}.{self.ref['frame'][row]}"
+        box = self.ref["box"][row].tolist()
+        res = self._search(client, query={"frame_id": frame_id, "box": box}, top_k=3)
+        self.assertEqual(res["hits"][0]["detection_id"], det_id)
+        self.assertGreater(res["hits"][0]["similarity"], 0.999)
+        job = client.post("/api/index/jobs", json={"paths": ["new"]}).json()
+        deadline = time.time() + 60
+        while job["state"] in ("queued", "running"):
+            self.assertLess(time.time(), deadline, job)
+            time.sleep(0.05)
+            job = client.get(f"/api/index/jobs/{job['id']}").json()
+        self.assertEqual(job["state"], "done", job)
+        self.assertEqual(client.get("/api/index").json()["detections"], 34 * 8 + 8)
+        with self.assertRaises(ValueError):  # another model than the index's
+            other = save_model(os.path.join(self._tmp.name, "other.pth"), seed=1)
+            create_app(out, weights=other, start_jobs=False)
+
     # security ----------------------------------------------------------------------------------
     def test_token(self):
         _, client = self._copy_app("index_token", token=TOKEN, start_jobs=False)

@@ -83,7 +83,7 @@ class ExportedEmbedder:
     """
 
     def __init__(self, model_dir: str, backend: Optional[str] = None):
-        from ..export.runtime import PersonSearchModel
+        from ...export.runtime import PersonSearchModel
         from ..indexer import ExportedBackend
 
         self._indexing = ExportedBackend(model_dir, backend)
