@@ -526,6 +526,26 @@ class TestServeApi(unittest.TestCase):
         res = self._search(client, query={"detection_id": det}, top_k=3)
         self.assertEqual(res["hits"][0]["detection_id"], det)
 
+    def test_unfinished_job_outside_the_roots_is_not_resumed(self):
+        from ian_d2.search.serve.jobs import JobManager
+
+        with tempfile.TemporaryDirectory() as index_dir:
+            os.makedirs(os.path.join(index_dir, "jobs"))
+            job = {"id": "0123456789abcdef", "state": "running", "root": 0, "paths": ["o.avi"],
+                   "files": [os.path.join(self.outside, "o.avi")], "items_done": 3,
+                   "items_total": 15, "eta_s": 2.0, "errors": [], "created": "x",
+                   "started": "x", "finished": None}  # fmt: skip
+            with open(os.path.join(index_dir, "jobs", job["id"] + ".json"), "w") as f:
+                json.dump(job, f)
+            jobs = JobManager(index_dir, backend=mock.Mock(side_effect=AssertionError("run")))
+            jobs.start(allowed=lambda path: path.startswith(self.root))
+            self.assertTrue(jobs.wait_idle(10))
+            jobs.close()
+            got = jobs.get(job["id"])
+            self.assertEqual(got["state"], "failed")
+            self.assertIn("--footage-root", got["errors"][0])
+            self.assertNotIn("files", got)
+
     def test_shards_appended_by_another_process_become_searchable(self):
         out, client = self._copy_app("index_append", start_jobs=False)
         before = client.get("/api/index").json()["detections"]

@@ -22,7 +22,7 @@ from .api import ServeContext, build_router
 from .embedder import load_embedder
 from .jobs import JobManager
 from .media import FrameReader
-from .security import TokenAuth
+from .security import TokenAuth, is_under
 from .state import IndexState
 from .uploads import UploadStore
 
@@ -195,10 +195,5 @@ def create_app(
     app.add_middleware(AuthMiddleware, auth=ctx.auth)
     app.add_middleware(InternalErrorMiddleware)
     if start_jobs:
-        jobs.start(allowed=lambda path: any(_under(path, r) for r in roots))
+        jobs.start(allowed=lambda path: any(is_under(os.path.realpath(path), r) for r in roots))
     return app
-
-
-def _under(path: str, root: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)

@@ -27,6 +27,7 @@ __all__ = [
     "check_host",
     "confine_job_path",
     "is_loopback",
+    "is_under",
     "read_token_file",
 ]
 
@@ -113,7 +114,8 @@ class PathRefused(ValueError):
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def _under(path: str, root: str) -> bool:
+def is_under(path: str, root: str) -> bool:
+    """Whether the real path ``path`` is ``root`` or inside it (both real paths)."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -139,7 +141,7 @@ def confine_job_path(root: str, rel: str) -> List[str]:
         raise PathRefused(f"'{rel}': '..' is refused; give a path inside the root")
     real_root = os.path.realpath(root)
     target = os.path.realpath(os.path.join(real_root, rel))
-    if not _under(target, real_root):
+    if not is_under(target, real_root):
         raise PathRefused(f"'{rel}' leads outside the footage root (a symbolic link)")
     if os.path.isdir(target):
         found = []
@@ -149,7 +151,7 @@ def confine_job_path(root: str, rel: str) -> List[str]:
                 if os.path.splitext(name)[1].lower() not in MEDIA_EXTENSIONS:
                     continue
                 real = os.path.realpath(os.path.join(folder, name))
-                if not _under(real, real_root):
+                if not is_under(real, real_root):
                     shown = os.path.relpath(os.path.join(folder, name), real_root)
                     raise PathRefused(f"'{shown}' leads outside the footage root (a symbolic link)")
                 if os.path.isfile(real):
