@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..utils.io import atomic_write
+from ..utils.io import pid_of_temporary_file, process_alive, write_new_file
 from .manifest import FORMAT_VERSION, SHARDS
 from .sources import GalleryItem
 
@@ -57,11 +57,19 @@ def list_shards(index_dir: str) -> List[str]:
 
 
 def remove_partial_shards(index_dir: str) -> int:
-    """Delete the temporary files that an interrupted run left; returns how many."""
+    """Delete the temporary files that an interrupted run left (those of processes that no
+    longer run: another writer's file in progress is kept); returns how many."""
     tmp = glob.glob(os.path.join(index_dir, SHARDS, "*.parquet.tmp.*"))
+    removed = 0
     for t in tmp:
-        os.remove(t)
-    return len(tmp)
+        if process_alive(pid_of_temporary_file(t)):
+            continue
+        try:
+            os.remove(t)
+            removed += 1
+        except FileNotFoundError:  # its writer finished it meanwhile
+            pass
+    return removed
 
 
 def _shard_error(path: str, e: Exception) -> ValueError:
@@ -102,7 +110,10 @@ def committed_keys(index_dir: str) -> Set[Tuple[str, int]]:
 class ShardWriter:
     """
     Writes the shards of one process (``rank``): ``r<rank>-<seq>.parquet``, the sequence number
-    continuing after the process's existing shards (resume, append).
+    continuing after the process's existing shards (resume, append). A name is claimed when the
+    shard is committed (:func:`ian_d2.utils.io.write_new_file`): when another writer of the same
+    rank (a server's job beside ``index --append``) took it meanwhile, the next free number is
+    used, so that no shard overwrites another.
     """
 
     def __init__(self, index_dir: str, rank: int, embed_dim: int):
@@ -168,11 +179,17 @@ class ShardWriter:
         }
         table = pa.Table.from_arrays(arrays, names=list(META_COLUMNS) + ["embedding"])
         table = table.replace_schema_metadata(metadata)
-        path = os.path.join(self.dir, f"r{self.rank:03d}-{self.next_seq:06d}.parquet")
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        atomic_write(path, lambda f: f.write(sink.getvalue().to_pybytes()))
-        self.next_seq += 1
+        data = sink.getvalue().to_pybytes()
+        while True:
+            path = os.path.join(self.dir, f"r{self.rank:03d}-{self.next_seq:06d}.parquet")
+            self.next_seq += 1
+            try:
+                write_new_file(path, lambda f: f.write(data))
+                break
+            except FileExistsError:  # another writer committed this number first
+                continue
         self.written.append(path)
         return path
 

@@ -3,7 +3,7 @@
 import os
 from typing import IO, Callable
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "pid_of_temporary_file", "process_alive", "write_new_file"]
 
 
 def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb") -> None:
@@ -23,3 +23,43 @@ def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb") -> No
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_new_file(path: str, write: Callable[[IO], None], mode: str = "wb") -> None:
+    """
+    Like :func:`atomic_write`, but never replaces an existing file: the complete temporary file
+    is hard-linked to ``path`` (atomic, and refused by the file system when ``path`` exists),
+    then removed. Two processes that pick the same name cannot overwrite each other's file.
+
+    Raises:
+        FileExistsError: ``path`` exists (nothing written there; the temporary file is removed).
+    """
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def pid_of_temporary_file(path: str) -> int:
+    """The process id in the name of a temporary file of :func:`atomic_write` (-1 if none)."""
+    suffix = path.rpartition(".tmp.")[2]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
