@@ -4,39 +4,59 @@
 checkpoint checked by hash) and embeds a query box exactly as ``GallerySearcher.embed`` does
 (``extract_query_embeddings``); :class:`ExportedEmbedder` holds a model exported by
 ``python -m ian_d2.export`` (ONNX Runtime or TorchScript, no Detectron2), whose fingerprint must
-be the index's. Both serialise model calls with one lock, shared with the indexing jobs (see
-:meth:`backend`), so that a query can run between two batches of a job.
+be the index's. Both build their model on, and run every model call on, one thread of their own
+(:class:`ModelThread`), shared with the indexing jobs (see :meth:`backend`): calls take turns, so
+a query runs between two batches of a job.
+
+Why one thread: PyTorch's CPU kernels run in OpenMP (libgomp) parallel regions, and every thread
+that opens one gets a pool of OpenMP threads of its own. Once the process holds more of those
+threads than CPU cores (the server's request threads each calling the model), libgomp stops
+spinning between parallel regions and puts its threads to sleep after each one: every model call
+then pays for waking them, twice the model's time on a 2-core machine
+(``benchmarks/bench_serve.py``). One thread running the model keeps one pool.
 
 Shape shorthand: n boxes, D embedding dimension.
 """
 
 import logging
-import threading
-from typing import Dict, List, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from ..manifest import IndexManifest
 
-__all__ = ["EagerEmbedder", "ExportedEmbedder", "LockedBackend", "load_embedder"]
+__all__ = ["EagerEmbedder", "ExportedEmbedder", "LockedBackend", "ModelThread", "load_embedder"]
 
 logger = logging.getLogger(__name__)
 
 
-class LockedBackend:
-    """An indexing backend (``EagerBackend`` / ``ExportedBackend``) whose model calls hold
-    ``lock``; everything else is delegated."""
+class ModelThread:
+    """The one thread that runs a model: :meth:`run` calls a function on it and waits for the
+    result (calls take turns, in the order they come)."""
 
-    def __init__(self, backend, lock: threading.Lock):
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ian_d2-model")
+
+    def run(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on the model thread; its result, or its exception raised."""
+        return self._executor.submit(fn, *args, **kwargs).result()
+
+
+class LockedBackend:
+    """An indexing backend (``EagerBackend`` / ``ExportedBackend``) whose model calls run on the
+    embedder's :class:`ModelThread` (``run``), taking turns with the queries; everything else is
+    delegated."""
+
+    def __init__(self, backend, run: Callable):
         self._backend = backend
-        self._lock = lock
+        self._run = run
 
     def __getattr__(self, name):
         return getattr(self._backend, name)
 
     def __call__(self, batch: List[Dict], score_thresh: float):
-        with self._lock:
-            return self._backend(batch, score_thresh)
+        return self._run(self._backend, batch, score_thresh)
 
 
 class EagerEmbedder:
@@ -54,23 +74,23 @@ class EagerEmbedder:
         from ..indexer import ImageToInput, load_search_model
 
         self.cfg = cfg
-        self.model = model if model is not None else load_search_model(cfg)
+        self.thread = ModelThread()
+        self.model = model if model is not None else self.thread.run(load_search_model, cfg)
         self.to_input = ImageToInput(cfg)
-        self.lock = threading.Lock()
 
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """[n, D] float32 L2-normalised embeddings of ``boxes`` [n, 4] (XYXY pixels) of
         ``image_bgr`` [H, W, 3] uint8."""
         from ..searcher import embed_boxes
 
-        with self.lock:
-            return embed_boxes(self.model, self.to_input, self.cfg.MODEL.DEVICE, image_bgr, boxes)
+        device = self.cfg.MODEL.DEVICE
+        return self.thread.run(embed_boxes, self.model, self.to_input, device, image_bgr, boxes)
 
     def backend(self) -> LockedBackend:
-        """The indexing backend of jobs: this model, its calls under :attr:`lock`."""
+        """The indexing backend of jobs: this model, its calls on :attr:`thread`."""
         from ..indexer import EagerBackend
 
-        return LockedBackend(EagerBackend(self.cfg, model=self.model), self.lock)
+        return LockedBackend(EagerBackend(self.cfg, model=self.model), self.thread.run)
 
 
 class ExportedEmbedder:
@@ -87,11 +107,11 @@ class ExportedEmbedder:
         from ..indexer import ExportedBackend
 
         self._indexing = ExportedBackend(model_dir, backend)
-        self.runtime = PersonSearchModel(model_dir, backend)
+        self.thread = ModelThread()
+        self.runtime = self.thread.run(PersonSearchModel, model_dir, backend)
         self._indexing.runtime = self.runtime
         self._indexing.name = self.runtime.backend
         self.name = self.runtime.backend
-        self.lock = threading.Lock()
 
     def fingerprint(self) -> Dict:
         return self._indexing.fingerprint()
@@ -99,12 +119,11 @@ class ExportedEmbedder:
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """[n, D] float32 L2-normalised embeddings of ``boxes`` [n, 4] (XYXY pixels) of
         ``image_bgr`` [H, W, 3] uint8."""
-        with self.lock:
-            return self.runtime.embed(image_bgr, boxes)
+        return self.thread.run(self.runtime.embed, image_bgr, boxes)
 
     def backend(self) -> LockedBackend:
-        """The indexing backend of jobs: this runtime, its calls under :attr:`lock`."""
-        return LockedBackend(self._indexing, self.lock)
+        """The indexing backend of jobs: this runtime, its calls on :attr:`thread`."""
+        return LockedBackend(self._indexing, self.thread.run)
 
 
 def load_embedder(
