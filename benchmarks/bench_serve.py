@@ -27,10 +27,11 @@ time window, or a minimum score), top ``--top-k`` hits. Recorded per (kind, clie
 mean latency (client wall clock, request sent to response body read), throughput, errors
 (non-2xx, exceptions, responses without hits), the medians of the server's own ``embed_ms`` and
 ``search_ms``, the CPU seconds of the server and of this client process, and the share of the
-phase during which the job was running. ``model_ms``: the embedder alone in this process (same
-model, image and box; median of ``--model-calls``); ``overhead_ms`` = upload+box p50 at 1 client
-minus ``model_ms`` (the service's own cost of such a query: upload decoding, validation, ranking,
-JSON, HTTP).
+phase during which the job was running. ``model_ms``: the embedder's work alone in this process
+(``embed_boxes`` with the server's model, image and box; median of ``--model-calls``), in its
+main thread, the only one running torch here (see ``ian_d2.search.serve.embedder`` on why that
+matters); ``overhead_ms`` = upload+box p50 at the fewest clients (1) minus ``model_ms``: the
+service's own cost of such a query (upload decoding, validation, ranking, JSON, HTTP).
 
 The job: ``POST /api/index/jobs`` with the two videos, submitted when the load starts (shards of
 ``--job-shard-size`` items, so it commits several shards while the load runs). After the load the
@@ -38,6 +39,7 @@ benchmark waits for it (at most ``--job-timeout`` s) and checks the index: every
 (stand-in rows + the rows of a reference index built directly with ``index_gallery`` on the same
 videos and model in a temporary folder), the job's detections equal to the reference's, each
 (source, frame) item once in the shards' items, and the server's ``/api/index`` count.
+``--no-job``: no job, no integrity check (the load alone).
 
 Goals (issue 20): find-similar p50 <= 20 ms and p99 <= 100 ms at 16 clients, upload+box overhead
 <= 30 ms, no error. ``--quick``: 10^4 rows, the tiny video, one-second phases (tests).
@@ -111,6 +113,7 @@ VIDEO_FPS = 25.0
 STAND_IN_SHARD_ITEMS = 256  # items per shard, as ``index`` writes them by default
 START_TIMEOUT = 180.0  # seconds for the server to load the model and answer
 POLL_S = 0.25  # job state polling
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # machine -------------------------------------------------------------------------------------
@@ -144,6 +147,20 @@ def _other_processes(n: int = 6, exclude: Sequence[int] = ()) -> List[str]:
         if len(rows) == n:
             break
     return rows
+
+
+def _code_version() -> Dict:
+    """The repository's commit and its uncommitted paths (what was measured)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True
+        ).stdout.splitlines()
+    except OSError:
+        return {}
+    return {"commit": commit or None, "uncommitted": [line[3:] for line in status]}
 
 
 def _load() -> List[float]:
@@ -339,6 +356,16 @@ class Server:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)
+
+    def environment(self, names: Sequence[str]) -> Dict[str, Optional[str]]:
+        """The server process's values of the environment variables ``names`` (Linux)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/environ", "rb") as f:
+                pairs = [e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e]
+        except OSError:
+            return {}
+        env = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+        return {n: env.get(n) for n in names}
 
     def cpu_s(self) -> Optional[float]:
         return _proc_cpu_s(self.proc.pid) if self.proc is not None else None
@@ -747,6 +774,7 @@ def run(args, work: str) -> Dict:
     try:
         startup = server.start()
         result["server"] = {"startup_s": _r(startup),
+                            "environment": server.environment(THREAD_VARS),
                             "command": " ".join(server.cmd[1:]).replace(work, "WORK")}  # fmt: skip
         with httpx.Client(base_url=server.url, timeout=30.0, trust_env=False) as c:
             sources = c.get("/api/sources").json()["sources"]
@@ -837,6 +865,7 @@ def main(argv=None) -> Dict:
         "(threads of the benchmark process, on the same machine), an indexing job appending "
         "meanwhile",
         "settings": _settings(args),
+        "code": _code_version(),
         "machine": {
             "cpu_count": os.cpu_count(),
             "cpu_model": _cpu_model(),
