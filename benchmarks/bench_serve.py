@@ -357,16 +357,6 @@ class Server:
                     pass
                 time.sleep(0.2)
 
-    def environment(self, names: Sequence[str]) -> Dict[str, Optional[str]]:
-        """The server process's values of the environment variables ``names`` (Linux)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/environ", "rb") as f:
-                pairs = [e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e]
-        except OSError:
-            return {}
-        env = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
-        return {n: env.get(n) for n in names}
-
     def cpu_s(self) -> Optional[float]:
         return _proc_cpu_s(self.proc.pid) if self.proc is not None else None
 
@@ -774,7 +764,8 @@ def run(args, work: str) -> Dict:
     try:
         startup = server.start()
         result["server"] = {"startup_s": _r(startup),
-                            "environment": server.environment(THREAD_VARS),
+                            # what it inherited (``serve`` sets OPENBLAS_NUM_THREADS=1 if unset)
+                            "thread_env": {v: os.environ.get(v) for v in THREAD_VARS},
                             "command": " ".join(server.cmd[1:]).replace(work, "WORK")}  # fmt: skip
         with httpx.Client(base_url=server.url, timeout=30.0, trust_env=False) as c:
             sources = c.get("/api/sources").json()["sources"]
