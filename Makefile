@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DETECTRON2_PIN := sal-detectron2==0.7.2
+TRACKERS_PIN := trackers==2.6.1
 
 .PHONY: setup browser test test-all lint format demo ablations ablations-quick bench clean-venv
 
@@ -25,6 +26,10 @@ $(VENV)/.installed: requirements.txt setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23"
 	$(PY) -m pip install -r requirements.txt
+	# Roboflow's trackers (tracks of the search index, Apache-2.0) declares opencv-python, the GUI
+	# build: its cv2 would replace opencv-python-headless's and need libGL. It is installed
+	# without its dependencies; those it imports are in requirements.txt (cv2: the headless one).
+	$(PY) -m pip install --no-deps $(TRACKERS_PIN)
 	# Detectron2: the pure-Python re-upload of its current code (tagged for CPython 3.10 only, so it
 	# is installed with --target into this venv's site-packages). Its _C extension is not needed.
 	$(PY) -m pip install --upgrade --no-deps --only-binary=:all: --python-version 3.10 \

@@ -15,6 +15,11 @@ Examples::
     python -m ian_d2.search query my_index --query-image q.jpg --query-box 244 115 282 214 \\
         --top-k 10 --output results
     python -m ian_d2.search query my_index --queries queries.csv --output results
+    # one match per track (a person's appearance in a video), ranked by its best detection
+    python -m ian_d2.search query my_index --query-image q.jpg --query-box 244 115 282 214 \\
+        --group tracks --rank-by best
+    # add tracks to an index built without them (from the stored boxes and embeddings)
+    python -m ian_d2.search tracks my_index
     # index with a model exported by `python -m ian_d2.export` (no Detectron2 needed)
     python -m ian_d2.search index --backend onnx --exported-model exported/ \\
         --gallery footage/ --out my_index
@@ -33,6 +38,7 @@ from typing import Dict, List, Optional
 import torch
 
 from .indexer import ExportedBackend, index_gallery
+from .tracks.settings import TRACKER_KINDS, TrackSettings
 from .vector_index import INDEX_KINDS, VectorIndexParams
 
 __all__ = ["build_parser", "check_serve_args", "main", "read_queries", "run"]
@@ -101,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="finish an interrupted run")
     g.add_argument("--append", action="store_true", help="add footage to an existing index")
+    p.add_argument(
+        "--no-tracks",
+        action="store_true",
+        help="do not link the videos' detections into tracks (add them later with `tracks`)",
+    )
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (launch)")
     p.add_argument("--num-machines", type=int, default=1)
     p.add_argument("--machine-rank", type=int, default=0)
@@ -117,7 +128,40 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-draw", action="store_true", help="JSON only, no ranking picture")
     q.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
     q.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    q.add_argument(
+        "--group",
+        choices=("none", "tracks"),
+        default="none",
+        help="tracks: one match per track (a person's appearance in a video; a still image is "
+        "a track of one detection)",
+    )
+    q.add_argument(
+        "--rank-by",
+        choices=("best", "mean"),
+        default="best",
+        help="--group tracks: rank a track by its most similar detection (best) or by its mean "
+        "embedding (mean)",
+    )
     _vector_args(q)
+
+    t = sub.add_parser(
+        "tracks",
+        help="link the stored detections of the index's videos into tracks (no detector run)",
+    )
+    t.add_argument("index", help="the index folder")
+    t.add_argument("--tracker", choices=TRACKER_KINDS, default=None,
+                   help="the motion tracker (default bytetrack)")  # fmt: skip
+    t.add_argument("--lost-track-s", type=float, default=None,
+                   help="seconds a track survives without a detection (default 1)")  # fmt: skip
+    t.add_argument("--no-reid", action="store_true",
+                   help="motion only: do not re-link tracks whose embeddings agree")  # fmt: skip
+    t.add_argument("--link-similarity", type=float, default=None,
+                   help="smallest cosine similarity to re-link two tracks (default 0.7)")  # fmt: skip
+    t.add_argument("--link-max-gap-s", type=float, default=None,
+                   help="longest gap, seconds, between re-linked tracks (default 5)")  # fmt: skip
+    t.add_argument("--rebuild", action="store_true",
+                   help="delete the index's tracks and build them all again (needed to change "
+                   "the settings)")  # fmt: skip
 
     s = sub.add_parser("serve", help="search the index in the browser (HTTP API and page)")
     s.add_argument("index", help="the index folder")
@@ -190,6 +234,7 @@ def _index_arguments(args) -> Dict[str, object]:
         num_workers=args.num_workers,
         resume=args.resume,
         append=args.append,
+        tracks=not args.no_tracks,
     )
 
 
@@ -262,7 +307,7 @@ def run_query(args) -> List[Dict[str, object]]:
     )
     results = []
     for q in queries:
-        res = searcher.query(q["image"], q["box"], args.top_k)
+        res = searcher.query(q["image"], q["box"], args.top_k, args.group, args.rank_by)
         out = args.output if q["name"] is None else os.path.join(args.output, q["name"])
         res["files"] = write_ranking(res, out, draw=not args.no_draw)
         logger.info(
@@ -279,6 +324,46 @@ def run_query(args) -> List[Dict[str, object]]:
         with open(os.path.join(args.output, "queries.json"), "w") as f:
             json.dump(results, f, indent=1)
     return results
+
+
+def run_tracks(args) -> Dict[str, object]:
+    """``tracks``: bring the tracks of an index's videos up to date (see
+    :func:`ian_d2.search.tracks.build_tracks`)."""
+    from .manifest import IndexManifest
+    from .tracks import TRACKS, build_tracks
+
+    IndexManifest.load(args.index)  # a clear error for a folder that is not an index
+    given = dict(
+        tracker=args.tracker,
+        lost_track_s=args.lost_track_s,
+        reid=False if args.no_reid else None,
+        link_similarity=args.link_similarity,
+        link_max_gap_s=args.link_max_gap_s,
+    )
+    settings = None
+    if args.rebuild or any(v is not None for v in given.values()):
+        base = TrackSettings.load(os.path.join(args.index, TRACKS)) or TrackSettings()
+        settings = base.replace(**given) if not args.rebuild else TrackSettings().replace(**given)
+    _console_logger()
+    stats = build_tracks(args.index, settings, rebuild=args.rebuild)
+    logger.info(
+        "%d of %d videos tracked: %d detections in %d tracks (%.1f s)",
+        stats["built"],
+        stats["videos"],
+        stats["detections"],
+        stats["tracks"],
+        stats["seconds"],
+    )
+    return stats
+
+
+def _console_logger() -> None:
+    """Log INFO to the console when nothing else does (commands without Detectron2)."""
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s]: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def check_serve_args(args) -> Optional[str]:
@@ -331,6 +416,8 @@ def main(argv=None):
         return run_index(args)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "tracks":
+        return run_tracks(args)
     return run_query(args)
 
 

@@ -10,6 +10,11 @@ shards; rank 0 then brings the faiss vector index up to date.
 Resume and append: the items of committed shards are skipped (``--resume`` after a crash,
 ``--append`` to add footage); only an index built by the same model can be extended.
 
+Tracks: at the end, the main process links the stored detections of every video whose frames
+changed into tracks (:func:`ian_d2.search.tracks.build_tracks`, from the shards: a resumed or
+multi-process index gets the tracks of a one-shot index); ``tracks=False`` (``--no-tracks``)
+leaves them to ``python -m ian_d2.search tracks``.
+
 Backends: :class:`EagerBackend` (the Detectron2 model of a config, the default) or
 :class:`ExportedBackend` (a model exported by ``python -m ian_d2.export``, run by
 :mod:`ian_d2.export.runtime` with ONNX Runtime or TorchScript: indexing then imports no
@@ -317,6 +322,7 @@ def index_gallery(
     progress: bool = True,
     backend=None,
     progress_callback: Optional[Callable[[int, int], None]] = None,
+    tracks: bool = True,
 ) -> Dict[str, object]:
     """
     Index ``gallery`` into ``out_dir`` with the model of ``cfg`` (every process of a distributed
@@ -341,6 +347,8 @@ def index_gallery(
             first batch and after each batch of this process: the items of ``gallery`` done
             (committed before this call included) and the expected total (estimated from the
             videos' frame counts; at least ``items_done``).
+        tracks: bring the tracks of the index's videos up to date at the end (main process;
+            :func:`ian_d2.search.tracks.build_tracks`, with the index's track settings).
 
     Returns:
         dict: counts and times of this call (items, detections, shards, seconds).
@@ -432,5 +440,9 @@ def index_gallery(
         index, shards = update_vector_index(out_dir, manifest)
         stats["stored_detections"] = int(index.ntotal)
         stats["total_shards"] = len(shards)
+        if tracks:
+            from .tracks import build_tracks
+
+            stats["tracks"] = build_tracks(out_dir)
     _synchronize()
     return stats

@@ -6,6 +6,9 @@ query box's embedding with the faiss vector index. The query embedding goes thro
 ``extract_query_embeddings``, the path of the evaluator's queries: the given box, pooled and
 embedded exactly as a gallery box.
 
+With ``group="tracks"`` (:meth:`GallerySearcher.search_tracks`), the ranking has one match per
+track (:mod:`ian_d2.search.tracks`): exact, over every stored embedding (loaded on first use).
+
 :func:`write_ranking` draws the query and its matches with Detectron2's ``Visualizer`` (video
 matches labelled with their time) and writes ``ranking.jpg`` and ``ranking.json``.
 """
@@ -20,6 +23,7 @@ from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.utils.visualizer import Visualizer
@@ -29,7 +33,7 @@ from ..modeling import extract_query_embeddings
 from .fingerprint import model_fingerprint
 from .indexer import ImageToInput, load_search_model
 from .manifest import IndexManifest
-from .shards import read_table
+from .shards import read_embeddings, read_table
 from .sources import read_image, read_video_frames
 from .store import update_vector_index
 from .vector_index import VectorIndexParams, search_vectors
@@ -117,6 +121,8 @@ class GallerySearcher:
         self.to_input = ImageToInput(self.cfg)
         params = vector_params or self.manifest.vector_params
         self.vectors, shards = update_vector_index(index_dir, self.manifest, params)
+        self.shards = shards
+        self._tracks = None
         table = read_table(shards)
         # columns as arrays; the few distinct sources as a dictionary + one index per row
         self.table = {c: table.column(c).to_numpy() for c in table.column_names if c != "source"}
@@ -172,12 +178,107 @@ class GallerySearcher:
             out.append({"matches": matches, "search_ms": ms})
         return out
 
-    def query(self, image: str, box: Sequence[float], top_k: int = 10) -> Dict[str, object]:
-        """Search for the person in ``box`` of the image file ``image``."""
+    def tracks(self):
+        """``(TrackLookup, [N, D] embeddings)`` of the index's rows (loaded on first use)."""
+        if self._tracks is None:
+            from .tracks import track_lookup
+
+            emb = read_embeddings(self.shards, self.manifest.embed_dim)
+            counts = [pq.read_metadata(p).num_rows for p in self.shards]
+            lookup = track_lookup(
+                self.index_dir,
+                [os.path.basename(p) for p in self.shards],
+                np.r_[0, np.cumsum(counts)].astype(np.int64),
+                self.table["frame"],
+                self.table["time_s"],
+                self.table["score"],
+                emb,
+            )
+            if lookup.untracked_video_rows:
+                logger.warning(
+                    "%d video detections of '%s' are in no track (each is its own): run "
+                    "`python -m ian_d2.search tracks %s`",
+                    lookup.untracked_video_rows,
+                    self.index_dir,
+                    self.index_dir,
+                )
+            self._tracks = (lookup, emb)
+        return self._tracks
+
+    def track_match(self, track: int, row: int, similarity: float) -> Dict[str, object]:
+        """:meth:`match` of a track's hit row, with the track: ``kind`` "track" (a tracked
+        video appearance), "image" (a still image: a track of one detection) or "untracked" (a
+        video detection outside the index's tracks), its time span and detections."""
+        lookup, _ = self.tracks()
+        m = self.match(row, similarity)
+        if lookup.tracked[track]:
+            kind = "track"
+        else:
+            kind = "image" if m["frame"] is None else "untracked"
+        first, last = float(lookup.first_time[track]), float(lookup.last_time[track])
+        m["track"] = {
+            "kind": kind,
+            "number": int(lookup.number[track]) if lookup.tracked[track] else None,
+            "first_frame": int(lookup.first_frame[track]) if kind != "image" else None,
+            "last_frame": int(lookup.last_frame[track]) if kind != "image" else None,
+            "first_time_s": None if math.isnan(first) else round(first, 3),
+            "last_time_s": None if math.isnan(last) else round(last, 3),
+            "num_detections": int(lookup.num_detections[track]),
+        }
+        return m
+
+    def search_tracks(
+        self, embeddings: np.ndarray, top_k: int, rank_by: str = "best"
+    ) -> List[Dict[str, object]]:
+        """
+        Rank the tracks for each query embedding: one match per track (exact search; see
+        :mod:`ian_d2.search.tracks.rank`).
+
+        Args:
+            embeddings: [Q, D] query embeddings.
+            top_k: tracks per query.
+            rank_by: "best" (the most similar detection of a track) or "mean" (its mean
+                embedding).
+
+        Returns:
+            list[dict]: per query, ``matches`` (best first, each with its ``track``) and
+            ``search_ms``.
+        """
+        from .tracks import rank_tracks
+
+        lookup, emb = self.tracks()
+        out = []
+        for q in np.asarray(embeddings, np.float32).reshape(len(embeddings), -1):
+            t0 = time.perf_counter()
+            ranking = rank_tracks(lookup, emb, q, rank_by=rank_by, top_k=top_k)
+            ms = (time.perf_counter() - t0) * 1000.0
+            matches = [
+                self.track_match(int(t), int(r), float(s))
+                for t, r, s in zip(ranking.tracks, ranking.rows, ranking.similarities)
+            ]
+            out.append({"matches": matches, "search_ms": ms, "total_tracks": ranking.total})
+        return out
+
+    def query(
+        self,
+        image: str,
+        box: Sequence[float],
+        top_k: int = 10,
+        group: str = "none",
+        rank_by: str = "best",
+    ) -> Dict[str, object]:
+        """Search for the person in ``box`` of the image file ``image``; ``group`` "tracks":
+        one match per track, ranked by ``rank_by`` (:meth:`search_tracks`)."""
+        if group not in ("none", "tracks"):
+            raise ValueError(f"group must be 'none' or 'tracks', not {group!r}")
         img = read_image(image)
         b = check_query_box(box, img.shape, f"query image '{image}'")
         emb = self.embed(img, b[None])
-        result = self.search(emb, top_k)[0]
+        if group == "tracks":
+            result = self.search_tracks(emb, top_k, rank_by)[0]
+            result["group"] = {"by": "tracks", "rank_by": rank_by}
+        else:
+            result = self.search(emb, top_k)[0]
         result["query"] = {"image": os.path.abspath(image), "box": [float(v) for v in b]}
         result["index"] = os.path.abspath(self.index_dir)
         result["stored_detections"] = self.num_detections
@@ -234,7 +335,13 @@ def write_ranking(result: Dict[str, object], out_dir: str, draw: bool = True) ->
             zip(result["matches"], _match_images(result["matches"])), start=1
         ):
             label = f"#{rank} {m['similarity']:.2f}"
-            if m["time_s"] is not None:
+            if m.get("track") and m["track"]["kind"] == "track":
+                tr = m["track"]
+                label += (
+                    f" {tr['first_time_s']:.1f}-{tr['last_time_s']:.1f}s"
+                    f" ({tr['num_detections']} det)"
+                )
+            elif m["time_s"] is not None:
                 label += f" t={m['time_s']:.1f}s"
             panels.append(_draw(img, m["box"], label, "lime"))
         files["image"] = os.path.join(out_dir, "ranking.jpg")

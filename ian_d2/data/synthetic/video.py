@@ -17,7 +17,8 @@ Files written under ``out_dir``::
                          "num_frames", "frames": [[{"person_id", "box", "visible"}, ...], ...]},
                          "cam2": ...}, "identities": {"<id>": {"cameras", "planned_cameras",
                          "tracks": {cam: {"first_frame", "last_frame", "num_frames"}},
-                         "appearance"}}, plus "timestamps", "seed", "size", "min_visible"}
+                         "appearance"}}, plus "timestamps", "seed", "size", "min_visible"
+                         and, with an occluder, "occluder": {"box", "cameras"}}
 
 A box is the pixel XYXY extent (x2, y2 exclusive) of the drawn figure, clipped to the frame;
 ``visible`` is the fraction of the figure's pixels that are in the frame and not hidden by clutter
@@ -48,6 +49,7 @@ __all__ = [
     "VideoConfig",
     "VIDEO_CAMERAS",
     "make_video_config",
+    "occluder_columns",
     "generate_video",
     "open_video_writer",
 ]
@@ -83,6 +85,11 @@ class VideoConfig:
             by clutter or other people) are left out of the annotations of that frame.
         noise: Standard deviation of the per-frame sensor noise, in grey levels.
         quality: Motion-JPEG quality (0-100).
+        occluder: Width of an occluder, as a fraction of the frame width: a grey pillar over
+            the whole height of the middle of each camera's view, in front of everyone, so
+            that a person walking across the view disappears behind it for a while and comes
+            back (0: none, the default; the videos and annotations are then those of a
+            generator without the option).
     """
 
     frame_size: Tuple[int, int] = (320, 240)
@@ -97,6 +104,7 @@ class VideoConfig:
     min_visible: float = 0.3
     noise: float = 2.0
     quality: int = 90
+    occluder: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -168,6 +176,10 @@ def make_video_config(size: str = "tiny", **overrides: Any) -> VideoConfig:
         raise ValueError(f"fps must be a positive whole number, got {cfg.fps}")
     if cfg.num_frames < 2:
         raise ValueError(f"num_frames must be at least 2, got {cfg.num_frames}")
+    if not 0.0 <= cfg.occluder <= 0.5:
+        raise ValueError(
+            f"occluder must be a fraction of the frame width in [0, 0.5], not {cfg.occluder}"
+        )
     if cfg.num_shared < 2:
         raise ValueError("num_shared must be at least 2")
     if cfg.num_identities < cfg.num_shared:
@@ -260,6 +272,19 @@ class _Camera:
     def depth_for_height(self, ph: float) -> float:
         """Depth (metres) at which an average person is ``ph`` pixels tall."""
         return self.focal * _PERSON_M / ph
+
+
+_OCCLUDER_BGR = (96.0, 104.0, 110.0)
+
+
+def occluder_columns(cfg: VideoConfig) -> Tuple[int, int]:
+    """The pixel columns [x0, x1) of the occluder of ``cfg`` ((0, 0) when it has none)."""
+    W = cfg.frame_size[0]
+    width = int(round(cfg.occluder * W))
+    if width <= 0:
+        return 0, 0
+    x0 = (W - width) // 2
+    return x0, x0 + width
 
 
 def _facing(heading: float) -> str:
@@ -398,6 +423,10 @@ def _render_frame(
         bx0, by0, bx1, by1 = patch.bbox
         total = int((patch.alpha > 0.5).sum())
         drawn.append((payload, (ox + bx0, oy + by0, ox + bx1, oy + by1), total))
+    if cfg.occluder > 0:  # in front of everything: hides whoever walks behind it
+        x0, x1 = occluder_columns(cfg)
+        img[:, x0:x1] = np.asarray(_OCCLUDER_BGR, np.float32)
+        owner[:, x0:x1] = -1
 
     counts = np.bincount(owner[owner >= 0].ravel(), minlength=len(people))
     annos = []
@@ -561,6 +590,9 @@ def generate_video(
         "cameras": cameras_json,
         "identities": identities,
     }
+    if cfg.occluder > 0:  # only then: the default annotations stay as they were
+        x0, x1 = occluder_columns(cfg)
+        anno["occluder"] = {"box": [x0, 0, x1, H], "cameras": list(VIDEO_CAMERAS)}
     anno_path = os.path.join(out_dir, "annotations.json")
     with open(anno_path, "w", encoding="utf-8") as f:
         json.dump(anno, f, indent=1)

@@ -14,12 +14,14 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from ..tracks import rank_tracks
 from .jobs import JobManager
 from .media import FrameReader, crop, draw_boxes, encode_jpeg, file_response, playable_video
-from .query import Filters, rank
+from .query import Filters, filter_mask, rank
 from .schemas import JobRequest, SearchRequest, SessionRequest
 from .security import COOKIE, PathRefused, TokenAuth, confine_job_path
 from .state import IndexSnapshot, IndexState, SourceEntry
+from .tracks import ServedTracks, track_json
 from .uploads import TooLarge, UploadStore, read_limited_form
 from .views import detection_json, frame_json, hit_json, source_json
 
@@ -85,6 +87,7 @@ def _check_box(box, width: int, height: int, what: str) -> np.ndarray:
 def build_router(ctx: ServeContext) -> APIRouter:
     """The ``/api`` routes over ``ctx``."""
     router = APIRouter(prefix="/api")
+    tracks = ServedTracks(ctx.index_dir)
 
     def read_frame(source: SourceEntry, frame: int):
         try:
@@ -226,6 +229,12 @@ def build_router(ctx: ServeContext) -> APIRouter:
         if q.detection_id is not None:
             embedding = snap.emb[_row(snap, q.detection_id)]
             how = "stored"
+        elif q.track_id is not None:
+            track = tracks.track_of_id(snap, q.track_id)
+            if track is None:
+                raise HTTPException(404, f"unknown track id '{q.track_id}'")
+            embedding = tracks.lookup(snap).emb[track]
+            how = "track"
         else:
             if q.frame_id is not None:
                 source, frame = _frame(snap, q.frame_id)
@@ -248,6 +257,28 @@ def build_router(ctx: ServeContext) -> APIRouter:
             sources = [_source(snap, sid).index for sid in f.sources]
         filters = Filters(sources, f.time_min, f.time_max, f.min_score, f.min_similarity)
         t0 = time.perf_counter()
+        if req.group == "tracks":
+            lookup = tracks.lookup(snap)
+            mask = filter_mask(snap.src, snap.time_s, snap.score, filters)
+            ranked = rank_tracks(
+                lookup, snap.emb, embedding, mask, rank_by=req.rank_by, top_k=req.top_k,
+                offset=req.offset, min_similarity=f.min_similarity,
+            )  # fmt: skip
+            search_ms = (time.perf_counter() - t0) * 1000.0
+            hits = [
+                {**hit_json(snap, req.offset + i + 1, int(r), float(s)),
+                 "track": track_json(snap, lookup, int(t))}
+                for i, (t, r, s) in enumerate(zip(ranked.tracks, ranked.rows, ranked.similarities))
+            ]  # fmt: skip
+            return {
+                "hits": hits,
+                "total": ranked.total,
+                "total_exact": True,
+                "offset": req.offset,
+                "top_k": req.top_k,
+                "timings": {"embed_ms": round(embed_ms, 3), "search_ms": round(search_ms, 3)},
+                "query": {**q.model_dump(exclude_none=True), "embedding": how},
+            }
         ranking = rank(
             snap.emb, snap.src, snap.time_s, snap.score, embedding, filters,
             top_k=req.top_k, offset=req.offset, group=req.group, window_s=req.window_s,

@@ -10,9 +10,11 @@ __all__ = ["FilterSpec", "JobRequest", "QuerySpec", "SearchRequest", "SessionReq
 
 
 class QuerySpec(BaseModel):
-    """Exactly one of ``detection_id``, ``frame_id`` + ``box``, ``upload_id`` + ``box``."""
+    """Exactly one of ``detection_id``, ``track_id``, ``frame_id`` + ``box``, ``upload_id`` +
+    ``box``."""
 
     detection_id: Optional[str] = None
+    track_id: Optional[str] = None
     frame_id: Optional[str] = None
     upload_id: Optional[str] = None
     box: Optional[List[float]] = None
@@ -29,14 +31,18 @@ class QuerySpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_query(self):
-        given = [k for k in ("detection_id", "frame_id", "upload_id") if getattr(self, k)]
+        keys = ("detection_id", "track_id", "frame_id", "upload_id")
+        given = [k for k in keys if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of detection_id, frame_id (with box), upload_id (with box)"
+                "give exactly one of detection_id, track_id, frame_id (with box), upload_id "
+                "(with box)"
             )
         if given[0] == "detection_id" and self.box is not None:
             raise ValueError("a detection_id query takes no box (the stored detection is the box)")
-        if given[0] != "detection_id" and self.box is None:
+        if given[0] == "track_id" and self.box is not None:
+            raise ValueError("a track_id query takes no box (the track's mean embedding is used)")
+        if given[0] in ("frame_id", "upload_id") and self.box is None:
             raise ValueError(f"a {given[0]} query needs box [x1, y1, x2, y2] (pixels)")
         return self
 
@@ -54,7 +60,8 @@ class SearchRequest(BaseModel):
     filters: FilterSpec = Field(default_factory=FilterSpec)
     top_k: int = Field(20, ge=1, le=500)
     offset: int = Field(0, ge=0, le=1_000_000)
-    group: Literal["none", "source_window"] = "none"
+    group: Literal["none", "source_window", "tracks"] = "none"
+    rank_by: Literal["best", "mean"] = "best"
     window_s: float = Field(10.0, ge=0.0, allow_inf_nan=False)
 
 

@@ -114,7 +114,12 @@ function card(hit, open) {
     el("span", { class: "sim", title: "cosine similarity to the query" }, fmtNum(hit.similarity))),
   el("div", { class: "card-line small" },
     el("span", { class: "src" }, sourceLabel(hit.source_id, hit.source)),
-    el("span", { class: "time mono" }, fmtTime(hit.time_s))));
+    el("span", { class: "time mono" }, fmtTime(hit.time_s))),
+  hit.track && hit.track.tracked
+    ? el("div", { class: "card-line small", title: "the track: first and last time, detections" },
+      el("span", { class: "track mono" },
+        `${fmtTime(hit.track.first_time_s)}–${fmtTime(hit.track.last_time_s)} · ${hit.track.num_detections} det`))
+    : null);
 }
 
 function renderGrid(state, res, error = null) {
@@ -142,7 +147,7 @@ function renderGrid(state, res, error = null) {
     const t = res.timings || {};
     const ms = (t.embed_ms || 0) + (t.search_ms || 0);
     status.textContent = total
-      ? `${total} result${total === 1 ? "" : "s"}${state.group === "source_window" ? ` (one per source within ${state.window_s} s)` : ""} · ${ms < 1 ? "<1" : ms.toFixed(0)} ms`
+      ? `${total} result${total === 1 ? "" : "s"}${state.group === "source_window" ? ` (one per source within ${state.window_s} s)` : state.group === "tracks" ? " (one per track)" : ""} · ${ms < 1 ? "<1" : ms.toFixed(0)} ms`
       : "";
   } else status.textContent = "";
   const pages = Math.ceil(total / state.top_k);

@@ -2,7 +2,7 @@
 //   #q=d:<detection id>            a stored detection
 //   #q=f:<frame id>@x1,y1,x2,y2     a box drawn on an indexed frame
 //   #q=u:<upload id>@x1,y1,x2,y2    a box drawn on an uploaded image (lives as long as the server)
-//   &sources=<id>,<id>&tmin=&tmax=&score=&sim=&group=source_window&win=10&k=20&page=0
+//   &sources=<id>,<id>&tmin=&tmax=&score=&sim=&group=source_window|tracks&win=10&k=20&page=0
 //   &open=<detection id>  the opened result;  &src=<source id>&fi=<frame index>  the browsed frame
 
 export const DEFAULTS = Object.freeze({
@@ -61,7 +61,7 @@ export function parseHash(hash) {
   s.time_max = num(p.get("tmax"));
   s.min_score = num(p.get("score"));
   s.min_similarity = num(p.get("sim"));
-  s.group = p.get("group") === "source_window" ? "source_window" : "none";
+  s.group = ["source_window", "tracks"].includes(p.get("group")) ? p.get("group") : "none";
   s.window_s = num(p.get("win")) ?? DEFAULTS.window_s;
   s.top_k = Math.min(500, Math.max(1, num(p.get("k")) ?? DEFAULTS.top_k));
   s.page = Math.max(0, Math.floor(num(p.get("page")) ?? 0));
@@ -84,7 +84,7 @@ export function toHash(s) {
   put("sim", s.min_similarity);
   if (s.group !== "none") {
     p.set("group", s.group);
-    put("win", s.window_s);
+    if (s.group === "source_window") put("win", s.window_s);
   }
   if (s.top_k !== DEFAULTS.top_k) put("k", s.top_k);
   if (s.page) put("page", s.page);
