@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--query-image", help="the image holding the query person")
     q.add_argument("--query-box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"))
     q.add_argument("--queries", help="CSV with columns image,x1,y1,x2,y2[,name]: many queries")
+    q.add_argument(
+        "--query-track",
+        metavar="TRACK_ID",
+        help="a track of the index as the query (its mean embedding): an id of ranking.json's "
+        "'track' with --group tracks",
+    )
     q.add_argument("--top-k", type=int, default=10)
     q.add_argument("--output", default="search_output", help="folder for rankings")
     q.add_argument("--no-draw", action="store_true", help="JSON only, no ranking picture")
@@ -291,14 +297,21 @@ def run_index(args) -> Optional[Dict[str, object]]:
 
 
 def run_query(args) -> List[Dict[str, object]]:
-    if args.queries and (args.query_image or args.query_box):
-        raise ValueError("give either --queries CSV or --query-image with --query-box, not both")
-    if args.queries:
+    given = [bool(args.queries), bool(args.query_image or args.query_box), bool(args.query_track)]
+    if sum(given) > 1:
+        raise ValueError(
+            "give one of --queries CSV, --query-image with --query-box, or --query-track"
+        )
+    if args.query_track:
+        queries = [{"track": args.query_track, "name": None}]
+    elif args.queries:
         queries = read_queries(args.queries)
     elif args.query_image and args.query_box:
         queries = [{"image": args.query_image, "box": args.query_box, "name": None}]
     else:
-        raise ValueError("give --query-image IMG --query-box X1 Y1 X2 Y2, or --queries CSV")
+        raise ValueError(
+            "give --query-image IMG --query-box X1 Y1 X2 Y2, --queries CSV or --query-track ID"
+        )
     from .searcher import GallerySearcher, write_ranking
 
     _setup_logger()
@@ -307,12 +320,15 @@ def run_query(args) -> List[Dict[str, object]]:
     )
     results = []
     for q in queries:
-        res = searcher.query(q["image"], q["box"], args.top_k, args.group, args.rank_by)
+        if "track" in q:
+            res = searcher.query_track(q["track"], args.top_k, args.group, args.rank_by)
+        else:
+            res = searcher.query(q["image"], q["box"], args.top_k, args.group, args.rank_by)
         out = args.output if q["name"] is None else os.path.join(args.output, q["name"])
         res["files"] = write_ranking(res, out, draw=not args.no_draw)
         logger.info(
             "Query %s: %d matches among %d stored detections (vector search %.2f ms) -> %s",
-            q["name"] or q["image"],
+            q["name"] or q.get("image") or q["track"],
             len(res["matches"]),
             res["stored_detections"],
             res["search_ms"],

@@ -123,6 +123,7 @@ class GallerySearcher:
         self.vectors, shards = update_vector_index(index_dir, self.manifest, params)
         self.shards = shards
         self._tracks = None
+        self._track_ids = None
         table = read_table(shards)
         # columns as arrays; the few distinct sources as a dictionary + one index per row
         self.table = {c: table.column(c).to_numpy() for c in table.column_names if c != "source"}
@@ -185,10 +186,11 @@ class GallerySearcher:
 
             emb = read_embeddings(self.shards, self.manifest.embed_dim)
             counts = [pq.read_metadata(p).num_rows for p in self.shards]
+            self._offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
             lookup = track_lookup(
                 self.index_dir,
                 [os.path.basename(p) for p in self.shards],
-                np.r_[0, np.cumsum(counts)].astype(np.int64),
+                self._offsets,
                 self.table["frame"],
                 self.table["time_s"],
                 self.table["score"],
@@ -205,6 +207,69 @@ class GallerySearcher:
             self._tracks = (lookup, emb)
         return self._tracks
 
+    def detection_id(self, row: int) -> str:
+        """``<shard stem>.<row in the shard>`` of a row (as the search service names it)."""
+        self.tracks()
+        s = int(np.searchsorted(self._offsets, row, side="right")) - 1
+        stem = os.path.splitext(os.path.basename(self.shards[s]))[0]
+        return f"{stem}.{row - int(self._offsets[s])}"
+
+    def track_id(self, track: int) -> str:
+        """``<source id>.t<number>`` of a track of a video (as the search service names it),
+        the detection id of a single detection."""
+        from .tracks import source_key
+
+        lookup, _ = self.tracks()
+        if lookup.tracked[track]:
+            return f"{source_key(lookup.source[track])}.t{int(lookup.number[track])}"
+        return self.detection_id(int(lookup.best_row[track]))
+
+    def track_of_id(self, track_id: str) -> int:
+        """The track of a track id (:meth:`track_id`); a ValueError naming it if unknown."""
+        lookup, _ = self.tracks()
+        if self._track_ids is None:
+            self._track_ids = {
+                self.track_id(t): t for t in range(lookup.num_tracks) if lookup.tracked[t]
+            }
+        if track_id in self._track_ids:
+            return self._track_ids[track_id]
+        stem, _, row = str(track_id).rpartition(".")
+        names = [os.path.splitext(os.path.basename(p))[0] for p in self.shards]
+        if stem in names and row.isdigit():
+            s = names.index(stem)
+            if int(row) < self._offsets[s + 1] - self._offsets[s]:
+                t = int(lookup.track_of_row[self._offsets[s] + int(row)])
+                if not lookup.tracked[t]:
+                    return t
+        raise ValueError(
+            f"track '{track_id}' is not a track of index '{self.index_dir}' (a track id is "
+            "<source id>.t<number>, as in ranking.json with --group tracks)"
+        )
+
+    def query_track(
+        self, track_id: str, top_k: int = 10, group: str = "tracks", rank_by: str = "best"
+    ) -> Dict[str, object]:
+        """Search with a track's mean embedding (a track of one detection: its embedding)."""
+        lookup, emb = self.tracks()
+        t = self.track_of_id(track_id)
+        q = lookup.emb[t][None]
+        if group == "tracks":
+            result = self.search_tracks(q, top_k, rank_by)[0]
+            result["group"] = {"by": "tracks", "rank_by": rank_by}
+        else:
+            result = self.search(q, top_k)[0]
+        best = self.match(int(lookup.best_row[t]), 1.0)
+        result["query"] = {
+            "track": track_id,
+            "source": best["source"],
+            "frame": best["frame"],
+            "box": best["box"],
+            "num_detections": int(lookup.num_detections[t]),
+        }
+        result["index"] = os.path.abspath(self.index_dir)
+        result["stored_detections"] = self.num_detections
+        return result
+
     def track_match(self, track: int, row: int, similarity: float) -> Dict[str, object]:
         """:meth:`match` of a track's hit row, with the track: ``kind`` "track" (a tracked
         video appearance), "image" (a still image: a track of one detection) or "untracked" (a
@@ -217,6 +282,7 @@ class GallerySearcher:
             kind = "image" if m["frame"] is None else "untracked"
         first, last = float(lookup.first_time[track]), float(lookup.last_time[track])
         m["track"] = {
+            "id": self.track_id(track),
             "kind": kind,
             "number": int(lookup.number[track]) if lookup.tracked[track] else None,
             "first_frame": int(lookup.first_frame[track]) if kind != "image" else None,
@@ -330,7 +396,13 @@ def write_ranking(result: Dict[str, object], out_dir: str, draw: bool = True) ->
         json.dump(result, f, indent=1)
     if draw:
         q = result["query"]
-        panels = [_draw(read_image(q["image"]), q["box"], "query", "yellow")]
+        if "image" in q:
+            query_image = read_image(q["image"])
+        elif q["frame"] is None:  # a track query: its best detection
+            query_image = read_image(q["source"])
+        else:
+            query_image = read_video_frames(q["source"], [q["frame"]])[q["frame"]]
+        panels = [_draw(query_image, q["box"], "query", "yellow")]
         for rank, (m, img) in enumerate(
             zip(result["matches"], _match_images(result["matches"])), start=1
         ):

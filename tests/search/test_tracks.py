@@ -316,8 +316,9 @@ class TestIndexTracks(unittest.TestCase):
     @classmethod
     def index(cls, out, **kwargs):
         kwargs.setdefault("model", cls.model)
-        return index_gallery(cls.cfg, [cls.videos], out, fps=5, score_thresh=0.0, num_workers=0,
-                             progress=False, **kwargs)  # fmt: skip
+        kwargs.setdefault("score_thresh", 0.0)
+        return index_gallery(cls.cfg, [cls.videos], out, fps=5, num_workers=0, progress=False,
+                             **kwargs)  # fmt: skip
 
     def test_every_detection_in_one_track(self):
         self.assertEqual((self.stats["videos"], self.stats["built"]), (2, 2))
@@ -409,6 +410,50 @@ class TestIndexTracks(unittest.TestCase):
         self.assertAlmostEqual(res["matches"][0]["similarity"], 1.0, places=5)
         self.assertEqual(res["matches"][0]["track"]["num_detections"], len(rows))
 
+    def test_videos_without_detections(self):
+        out = os.path.join(self._tmp.name, "empty")
+        stats = self.index(out, score_thresh=1.01, tracks=True)  # no detection is stored
+        self.assertEqual(stats["tracks"]["videos"], 2)
+        self.assertEqual(stats["tracks"]["built"], 2)
+        self.assertEqual(stats["tracks"]["tracks"], 0)
+        self.assertEqual([t.num_rows for _, _, t in read_track_files(out)], [0, 0])
+        self.assertEqual(build_tracks(out)["built"], 0)
+
+    def test_query_command_group_tracks(self):
+        import cv2
+
+        from ian_d2.search.sources import read_video_frames
+
+        searcher = GallerySearcher(self.full, model=self.model)
+        lookup, _ = searcher.tracks()
+        track = int(np.argmax(lookup.num_detections))
+        best = searcher.match(int(lookup.best_row[track]), 1.0)
+        image = os.path.join(self._tmp.name, "query.png")  # lossless: the frame's pixels
+        cv2.imwrite(image, read_video_frames(best["source"], [best["frame"]])[best["frame"]])
+        out = os.path.join(self._tmp.name, "ranking_tracks")
+        box = [str(v) for v in best["box"]]
+        res = search_main(["query", self.full, "--query-image", image, "--query-box", *box,
+                           "--group", "tracks", "--rank-by", "mean", "--top-k", "4",
+                           "--output", out, "--device", "cpu"])[0]  # fmt: skip
+        with open(os.path.join(out, "ranking.json")) as f:
+            saved = json.load(f)
+        self.assertEqual(saved["group"], {"by": "tracks", "rank_by": "mean"})
+        ids = [m["track"]["id"] for m in saved["matches"]]
+        self.assertEqual(len(ids), 4)
+        self.assertEqual(len(set(ids)), 4)
+        self.assertTrue(os.path.isfile(os.path.join(out, "ranking.jpg")))
+        # the first match's track as the query: its own track first, similarity 1 (mean)
+        first = res["matches"][0]["track"]
+        self.assertEqual(first["kind"], "track")
+        res = search_main(["query", self.full, "--query-track", first["id"], "--group", "tracks",
+                           "--rank-by", "mean", "--output", out, "--device", "cpu"])[0]  # fmt: skip
+        self.assertEqual(res["matches"][0]["track"]["id"], first["id"])
+        self.assertAlmostEqual(res["matches"][0]["similarity"], 1.0, places=5)
+        self.assertEqual(res["query"]["num_detections"], first["num_detections"])
+        with self.assertRaisesRegex(ValueError, "track 'nope' is not a track of index"):
+            search_main(["query", self.full, "--query-track", "nope", "--output", out,
+                         "--device", "cpu"])  # fmt: skip
+
     def test_api_group_tracks(self):
         from fastapi.testclient import TestClient
 
@@ -448,6 +493,10 @@ class TestIndexTracks(unittest.TestCase):
         self.assertIn("unknown track id 'nope.t1'", r.json()["detail"])
         r = client.post("/api/search", json={**body, "rank_by": "median"})
         self.assertEqual(r.status_code, 422)
+        from ian_d2.search.serve.state import source_id_of
+        from ian_d2.search.tracks import source_key
+
+        self.assertEqual(source_key("/a/cam1.avi"), source_id_of("/a/cam1.avi"))  # same ids
 
 
 if __name__ == "__main__":
