@@ -501,3 +501,33 @@ class TestIndexTracks(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@pytest.mark.slow
+class TestTracksTwoProcesses(unittest.TestCase):
+    """Tracks of an index written by 2 processes (Detectron2's ``launch``, gloo on CPU) are
+    those of a one-shot index: each video is tracked from all its rows, whatever the shards."""
+
+    def test_two_processes_one_shot_tracks(self):
+        from tests.repo_scripts import QUICK_CONFIG
+        from tests.search_testing import SMALL_OPTS
+
+        with tempfile.TemporaryDirectory() as tmp:
+            videos = os.path.join(tmp, "videos")
+            generate_video(videos, size="tiny", seed=0)
+            weights = save_model(os.path.join(tmp, "model.pth"))
+            outs = {}
+            for name, extra in (("one", []), ("two", ["--num-gpus", "2", "--shard-size", "4"])):
+                outs[name] = os.path.join(tmp, name)
+                search_main(["index", "--config-file", QUICK_CONFIG, "--gallery", videos,
+                             "--out", outs[name], "--fps", "5", "--score-thresh", "0",
+                             "--num-workers", "0", *extra, *[str(v) for v in SMALL_OPTS],
+                             "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.WEIGHTS", weights])  # fmt: skip
+                self.assertEqual(len(read_track_files(outs[name])), 2)  # built at indexing
+                build_tracks(outs[name], OPEN, rebuild=True)
+            ranks = {os.path.basename(p)[:4] for p in list_shards(outs["two"])}
+            self.assertEqual(ranks, {"r000", "r001"})
+            one, n_one = _track_sets(outs["one"])
+            two, n_two = _track_sets(outs["two"])
+            self.assertEqual(n_one, n_two)
+            self.assertEqual(one, two)
