@@ -121,9 +121,10 @@ class JobManager:
         with self._lock:
             self._jobs[job["id"]] = job
             self._save(job)
+            queued = self.view(job)  # before the worker may start it
         self._queue.put(job["id"])
         logger.info("Job %s queued: %d file(s)", job["id"], len(files))
-        return self.view(job)
+        return queued
 
     def get(self, job_id: str) -> Optional[Dict]:
         with self._lock:
