@@ -169,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete the index's tracks and build them all again (needed to change "
                    "the settings)")  # fmt: skip
 
+    e = sub.add_parser(
+        "eval-tracks",
+        help="tracking and per-track search quality against a synthetic video's annotations",
+    )
+    e.add_argument("index", help="an index holding the synthetic video's cameras")
+    e.add_argument("--annotations", required=True, help="the video folder's annotations.json")
+    e.add_argument("--output", required=True, help="the JSON file to write")
+    e.add_argument("--query-every", type=int, default=10, help="query frames of camera 1")
+    e.add_argument("--top-k", type=int, default=10)
+
     s = sub.add_parser("serve", help="search the index in the browser (HTTP API and page)")
     s.add_argument("index", help="the index folder")
     s.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback)")
@@ -373,6 +383,31 @@ def run_tracks(args) -> Dict[str, object]:
     return stats
 
 
+def run_eval_tracks(args) -> Dict[str, object]:
+    """``eval-tracks``: :mod:`ian_d2.search.tracks.evaluation`, written as JSON."""
+    from .tracks.evaluation import evaluate_search, evaluate_tracking
+
+    if args.query_every < 1 or args.top_k < 1:
+        raise ValueError("--query-every and --top-k must be >= 1")
+    _console_logger()
+    result = {
+        "index": os.path.abspath(args.index),
+        "annotations": os.path.abspath(args.annotations),
+        "tracking": evaluate_tracking(args.index, args.annotations),
+        "search": evaluate_search(
+            args.index, args.annotations, query_every=args.query_every, top_k=args.top_k
+        ),
+    }
+    folder = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(folder, exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=1)
+    for variant, per in result["tracking"].items():
+        logger.info("%s: %s", variant, json.dumps(per["all"]))
+    logger.info("search: %s -> %s", json.dumps(result["search"]), args.output)
+    return result
+
+
 def _console_logger() -> None:
     """Log INFO to the console when nothing else does (commands without Detectron2)."""
     if not logging.getLogger().handlers and not logger.handlers:
@@ -434,6 +469,8 @@ def main(argv=None):
         return run_serve(args)
     if args.command == "tracks":
         return run_tracks(args)
+    if args.command == "eval-tracks":
+        return run_eval_tracks(args)
     return run_query(args)
 
 

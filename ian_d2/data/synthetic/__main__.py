@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="video: seconds per camera (sets the frame count to duration x fps)",
     )
     p.add_argument(
+        "--occluder",
+        type=float,
+        help="video: width of a pillar hiding the middle of each view, as a fraction of the "
+        "frame width (default none: the output is then unchanged)",
+    )
+    p.add_argument(
         "--gallery-sizes",
         type=int,
         nargs="+",
@@ -110,8 +116,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         workers=args.workers,
     )
     start = time.perf_counter()
-    if args.format != "video" and (args.fps is not None or args.duration is not None):
-        logger.warning("--fps / --duration only apply to video")
+    if args.format != "video" and (
+        args.fps is not None or args.duration is not None or args.occluder is not None
+    ):
+        logger.warning("--fps / --duration / --occluder only apply to video")
     if args.format == "video":
         if args.gallery_sizes or args.zero_size_boxes is not None or args.workers is not None:
             logger.warning("--gallery-sizes / --zero-size-boxes / --workers do not apply to video")
@@ -124,6 +132,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             frame_size=overrides["image_size"],
             fps=args.fps,
             duration=args.duration,
+            occluder=args.occluder,
         )
     elif args.format == "cuhk_sysu":
         overrides["gallery_sizes"] = tuple(args.gallery_sizes) if args.gallery_sizes else None
