@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", required=True, help="the JSON file to write")
     e.add_argument("--query-every", type=int, default=10, help="query frames of camera 1")
     e.add_argument("--top-k", type=int, default=10)
+    e.add_argument("--picture", metavar="FILE",
+                   help="also draw the longest track as a strip of crops (.jpg/.png)")  # fmt: skip
 
     s = sub.add_parser("serve", help="search the index in the browser (HTTP API and page)")
     s.add_argument("index", help="the index folder")
@@ -398,6 +400,18 @@ def run_eval_tracks(args) -> Dict[str, object]:
             args.index, args.annotations, query_every=args.query_every, top_k=args.top_k
         ),
     }
+    if args.picture:
+        from .tracks.picture import longest_track, write_track_strip
+
+        found = longest_track(args.index)
+        if found is None:
+            raise ValueError(f"--picture: index '{args.index}' has no track")
+        write_track_strip(args.index, found[0], found[1], args.picture)
+        result["picture"] = {
+            "file": os.path.abspath(args.picture),
+            "video": os.path.basename(found[0]),
+            "track": found[1],
+        }
     folder = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(folder, exist_ok=True)
     with open(args.output, "w") as f:

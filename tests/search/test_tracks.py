@@ -233,8 +233,11 @@ class TestOccluder(unittest.TestCase):
         build_tracks(index, TrackSettings(lost_track_s=0.25))
         out = os.path.join(self._tmp.name, "eval", "tracks.json")
         ann = os.path.join(self.occluded, "annotations.json")
+        picture = os.path.join(self._tmp.name, "eval", "track.jpg")
         res = search_main(["eval-tracks", index, "--annotations", ann, "--output", out,
-                           "--query-every", "2"])  # fmt: skip
+                           "--query-every", "2", "--picture", picture])  # fmt: skip
+        self.assertEqual(res["picture"]["file"], picture)
+        self.assertTrue(os.path.isfile(picture))
         with open(out) as f:
             self.assertEqual(json.load(f), json.loads(json.dumps(res)))
         tracking = res["tracking"]
@@ -542,6 +545,18 @@ class TestIndexTracks(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "track 'nope' is not a track of index"):
             search_main(["query", self.full, "--query-track", "nope", "--output", out,
                          "--device", "cpu"])  # fmt: skip
+
+    def test_track_strip_picture(self):
+        import cv2
+
+        from ian_d2.search.tracks.picture import longest_track, write_track_strip
+
+        source, number = longest_track(self.full)
+        path = write_track_strip(self.full, source, number, os.path.join(self._tmp.name, "t.jpg"))
+        image = cv2.imread(path)
+        self.assertEqual(image.shape[0], 26 + 160 + 22)  # title, crops, times
+        with self.assertRaisesRegex(ValueError, "has no track 999"):
+            write_track_strip(self.full, source, 999, path)
 
     def test_api_group_tracks(self):
         from fastapi.testclient import TestClient
