@@ -8,8 +8,10 @@ occlusion or a missed frame are re-linked when the model's embeddings agree
 (:mod:`.build`); a search can return one hit per track (:mod:`.lookup`, :mod:`.rank`).
 
 Modules: :mod:`.settings` (what the tracks are built with), :mod:`.tracker`,
-:mod:`.association`, :mod:`.table`, :mod:`.build`, :mod:`.lookup`, :mod:`.rank`. Only
-:mod:`.tracker` imports ``trackers`` (and ``supervision``), when a video is tracked.
+:mod:`.association`, :mod:`.table`, :mod:`.build`, :mod:`.lookup`, :mod:`.rank`,
+:mod:`.evaluation` (against a synthetic video's ground truth: ``eval-tracks``) and
+:mod:`.picture` (a track as a strip of crops). ``trackers`` (and ``supervision``) is imported
+when a video is tracked or evaluated, not with this package.
 """
 
 from .build import TRACKS, build_tracks, read_track_files, source_key
