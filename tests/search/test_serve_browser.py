@@ -34,7 +34,7 @@ try:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError:  # reported by _browser_problem
     webdriver = None
 
@@ -299,6 +299,23 @@ class TestSearchPage(unittest.TestCase):
         self.assertTrue(self.css(f'#results .card.open[data-detection-id="{ids[1]}"]'))
         ActionChains(self.driver).send_keys(Keys.ARROW_LEFT).perform()
         self.wait(lambda d: self.opened() == ids[0], "← did not go back to the first result")
+
+    def test_one_hit_per_track(self):
+        """Group "one per track": the page shows the API's per-track ranking and says so."""
+        clicked = self.search_by_click()
+        self.wait_results(first=clicked)
+        Select(self.css("#f-group")[0]).select_by_value("tracks")
+        self.wait(lambda d: self.fragment().get("group") == "tracks", "no group in the URL")
+        body = {"query": {"detection_id": clicked}, "group": "tracks", "top_k": 20}
+        request = urllib.request.Request(self.base + "/api/search", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=WAIT_S) as res:
+            hits = json.load(res)["hits"]
+        expected = [h["detection_id"] for h in hits]
+        self.wait(lambda d: self.result_ids() == expected, "not the per-track ranking")
+        self.assertIn("(one per track)", self.css("#results-status")[0].text)
+        spans = sum(1 for h in hits if h["track"]["tracked"])
+        self.assertEqual(len(self.css("#results .card .track")), spans)
 
 
 if __name__ == "__main__":
