@@ -261,6 +261,32 @@ class TestSyntheticVideo(unittest.TestCase):
         finally:
             cap.release()
 
+    def test_passes(self):
+        # An appearance as eval-tracks defines it (a maximal run of visible frames).
+        from ian_d2.search.tracks.evaluation import appearances
+
+        one = os.path.join(self.tmp, "passes1")
+        generate_video(one, size="tiny", seed=0, passes=1)
+        self.assertEqual(_load(one), self.anno)  # the default output is unchanged
+        self.assertEqual(_frame_digests(one, self.anno), _frame_digests(self.root, self.anno))
+
+        many = os.path.join(self.tmp, "passes3")
+        summary = generate_video(many, size="tiny", seed=0, passes=3, duration=20)
+        anno = _load(many)
+        self.assertEqual(anno["passes"], 3)
+        self.assertEqual(summary["frames"], {"cam1": 200, "cam2": 200})
+        for cam in _CAMS:
+            runs = appearances(anno["cameras"][cam]["frames"], anno["fps"])
+            planned = [p for p, i in anno["identities"].items() if cam in i["planned_cameras"]]
+            self.assertEqual(sorted(runs), sorted(int(p) for p in planned), cam)
+            for pid, r in runs.items():
+                self.assertGreaterEqual(len(r), 3, (cam, pid, r))
+        with self.assertRaisesRegex(ValueError, "too short"):
+            generate_video(os.path.join(self.tmp, "short"), size="tiny", passes=3)
+        self.assertEqual(make_video_config("default", passes=3).num_frames, 300)
+        with self.assertRaisesRegex(ValueError, "passes"):
+            make_video_config("tiny", passes=0)
+
     def test_config_errors(self):
         self.assertEqual(make_video_config("default").frame_size, (640, 360))
         with self.assertRaisesRegex(ValueError, "whole number"):

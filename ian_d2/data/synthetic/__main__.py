@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         "frame width (default none: the output is then unchanged)",
     )
     p.add_argument(
+        "--passes",
+        type=int,
+        help="video: times each identity walks through each of its cameras, as separate "
+        "appearances (default 1: the output is then unchanged; N > 1 makes the video N times "
+        "longer unless --duration or --num-images is given)",
+    )
+    p.add_argument(
         "--gallery-sizes",
         type=int,
         nargs="+",
@@ -117,9 +124,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
     )
     start = time.perf_counter()
     if args.format != "video" and (
-        args.fps is not None or args.duration is not None or args.occluder is not None
+        args.fps is not None
+        or args.duration is not None
+        or args.occluder is not None
+        or args.passes is not None
     ):
-        logger.warning("--fps / --duration / --occluder only apply to video")
+        logger.warning("--fps / --duration / --occluder / --passes only apply to video")
     if args.format == "video":
         if args.gallery_sizes or args.zero_size_boxes is not None or args.workers is not None:
             logger.warning("--gallery-sizes / --zero-size-boxes / --workers do not apply to video")
@@ -133,6 +143,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             fps=args.fps,
             duration=args.duration,
             occluder=args.occluder,
+            passes=args.passes,
         )
     elif args.format == "cuhk_sysu":
         overrides["gallery_sizes"] = tuple(args.gallery_sizes) if args.gallery_sizes else None

@@ -18,7 +18,8 @@ Files written under ``out_dir``::
                          "cam2": ...}, "identities": {"<id>": {"cameras", "planned_cameras",
                          "tracks": {cam: {"first_frame", "last_frame", "num_frames"}},
                          "appearance"}}, plus "timestamps", "seed", "size", "min_visible"
-                         and, with an occluder, "occluder": {"box", "cameras"}}
+                         and, with an occluder, "occluder": {"box", "cameras"}}, with
+                         passes > 1, "passes"
 
 A box is the pixel XYXY extent (x2, y2 exclusive) of the drawn figure, clipped to the frame;
 ``visible`` is the fraction of the figure's pixels that are in the frame and not hidden by clutter
@@ -60,6 +61,7 @@ VIDEO_CAMERAS = ("cam1", "cam2")
 
 _PERSON_M = 1.7  # height of an average person, metres
 _STEP_M = 0.7  # length of one step, metres (half a gait cycle)
+PASS_GAP_S = 3.0  # with passes > 1: least time (s) an identity is out of sight between walks
 _ATTEMPTS = 5  # plans of a camera's walks before accepting one where someone is hardly visible
 
 
@@ -90,6 +92,13 @@ class VideoConfig:
             that a person walking across the view disappears behind it for a while and comes
             back (0: none, the default; the videos and annotations are then those of a
             generator without the option).
+        passes: Times each identity walks through each of its cameras (1, the default: once;
+            the videos and annotations are then those of a generator without the option). With
+            N > 1 the video is N times longer (unless ``num_frames`` or ``duration`` is given)
+            and the walks of a camera repeat N times in the same order; each walk is shown only
+            within a time window around its middle, so that the identity is out of sight for at
+            least ``PASS_GAP_S`` (3 s) between two walks: N separate appearances per camera
+            (a walk longer than its window starts or ends inside the view).
     """
 
     frame_size: Tuple[int, int] = (320, 240)
@@ -105,6 +114,7 @@ class VideoConfig:
     noise: float = 2.0
     quality: int = 90
     occluder: float = 0.0
+    passes: int = 1
 
     @property
     def duration(self) -> float:
@@ -160,6 +170,8 @@ def make_video_config(size: str = "tiny", **overrides: Any) -> VideoConfig:
             params[k] = tuple(v) if isinstance(v, list) else v
     if duration is not None:
         params["num_frames"] = int(round(float(duration) * float(params["fps"])))
+    elif overrides.get("num_frames") is None and int(params.get("passes", 1)) > 1:
+        params["num_frames"] = int(params["num_frames"]) * int(params["passes"])
     if "num_identities" in overrides and overrides["num_identities"] is not None:
         if "num_shared" not in overrides or overrides["num_shared"] is None:
             n = int(params["num_identities"])
@@ -180,6 +192,8 @@ def make_video_config(size: str = "tiny", **overrides: Any) -> VideoConfig:
         raise ValueError(
             f"occluder must be a fraction of the frame width in [0, 0.5], not {cfg.occluder}"
         )
+    if int(cfg.passes) != cfg.passes or cfg.passes < 1:
+        raise ValueError(f"passes must be a whole number >= 1, got {cfg.passes}")
     if cfg.num_shared < 2:
         raise ValueError("num_shared must be at least 2")
     if cfg.num_identities < cfg.num_shared:
@@ -238,6 +252,11 @@ class _Track:
     turn: float  # radians per second (gentle curve)
     speed: float  # metres per second
     phase: float  # gait phase at t_mid
+    window: float = math.inf  # shown only while |t - t_mid| <= window (seconds)
+
+    def shown(self, t: float) -> bool:
+        """Whether the walk is shown at time ``t`` (inside its time window)."""
+        return abs(t - self.t_mid) <= self.window
 
     def state(self, t: float) -> Tuple[float, float, float, float]:
         """(X, Z, heading, gait phase) at time ``t``."""
@@ -342,6 +361,15 @@ def _plan_tracks(
     bins = rng.permutation(n)
     z_near = cam.depth_for_height(ph_near)
     times = np.arange(cfg.num_frames) / cfg.fps
+    window = math.inf
+    if cfg.passes > 1:  # consecutive walks of a person are n / passes slots apart (+- 1/2 slot)
+        slot = cfg.duration / n
+        window = 0.5 * (n / cfg.passes - 0.5) * slot - 0.5 * PASS_GAP_S
+        if window <= 0:
+            raise ValueError(
+                f"passes={cfg.passes}: the video is too short for separate walks "
+                f"({cfg.duration:.1f} s); give a longer duration"
+            )
     tracks = []
     for k, pid in enumerate(order):
         t_mid = (k + float(rng.uniform(0.25, 0.75))) / n * cfg.duration
@@ -364,13 +392,18 @@ def _plan_tracks(
             turn=float(rng.uniform(-0.06, 0.06)),
             speed=float(rng.uniform(*cfg.speed)),
             phase=float(rng.uniform(0.0, 2.0 * math.pi)),
+            window=window,
         )
         # The camera is at about eye level, so someone walking up to it would end up filling
         # the frame: move the path back so that, while in view, it never comes closer than the
         # bottom row (same column at t_mid).
         for _ in range(3):
             z_min = min(
-                (z for x, z, _, _ in (tr.state(float(t)) for t in times) if _in_view(cam, x, z)),
+                (
+                    z
+                    for x, z, _, _ in (tr.state(float(t)) for t in times if tr.shown(float(t)))
+                    if _in_view(cam, x, z)
+                ),
                 default=tr.z_mid,
             )
             if z_min >= 0.999 * z_near:
@@ -395,6 +428,8 @@ def _render_frame(
         items.append((c[0], len(items), c))
     people = []
     for tr in cam.tracks:
+        if not tr.shown(t):
+            continue
         x, z, th, phase = tr.state(t)
         if z < 0.3:
             continue
@@ -513,6 +548,7 @@ def generate_video(
         "cam1": shared + [int(v) for v in rng.permutation(own["cam1"])],
         "cam2": [int(v) for v in rng.permutation(own["cam2"])] + shared,
     }
+    walks = {name: order * int(cfg.passes) for name, order in orders.items()}
 
     cams: List[_Camera] = []
     for name in VIDEO_CAMERAS:
@@ -540,7 +576,7 @@ def generate_video(
         path = os.path.join(out_dir, f"{cam.name}.avi")
         for attempt in range(_ATTEMPTS):
             plan_rng = np.random.default_rng([int(seed), 305, ci, attempt])
-            cam.tracks = _plan_tracks(plan_rng, cam, orders[cam.name], cfg)
+            cam.tracks = _plan_tracks(plan_rng, cam, walks[cam.name], cfg)
             frames = _render_camera(cam, ci, apps, cfg, path, seed)
             counts = {pid: 0 for pid in orders[cam.name]}
             for fr in frames:
@@ -593,6 +629,8 @@ def generate_video(
     if cfg.occluder > 0:  # only then: the default annotations stay as they were
         x0, x1 = occluder_columns(cfg)
         anno["occluder"] = {"box": [x0, 0, x1, H], "cameras": list(VIDEO_CAMERAS)}
+    if cfg.passes > 1:  # likewise
+        anno["passes"] = int(cfg.passes)
     anno_path = os.path.join(out_dir, "annotations.json")
     with open(anno_path, "w", encoding="utf-8") as f:
         json.dump(anno, f, indent=1)

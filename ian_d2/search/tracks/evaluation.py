@@ -10,7 +10,9 @@ file name). Nothing runs the model: the stored detections and embeddings are use
   matching a ground-truth box at IoU >= 0.5 (HOTA: averaged over IoU thresholds).
 * **Search** (:func:`evaluate_search`): the queries are the stored detections that match a
   ground-truth person in every ``query_every``-th frame of the first camera (their stored
-  embeddings). An *appearance* is one identity in one camera (one walk through its view). For
+  embeddings). An *appearance* is one walk of an identity through one camera's view
+  (:func:`appearances`): a maximal run of the annotated frames where it is visible, runs
+  less than ``APPEARANCE_GAP_S`` (2.5 s) apart counting as one. For
   the per-detection top-k and the per-track top-k (``best`` and ``mean``), the number of
   distinct correct appearances among the hits (a hit is correct when its detection matches a
   ground-truth box of the query's identity) and the recall over appearances at 1, 5 and 10
@@ -33,11 +35,38 @@ from .lookup import TrackLookup
 from .rank import rank_tracks
 from .settings import TrackSettings
 
-__all__ = ["evaluate_search", "evaluate_tracking", "load_ground_truth", "match_ground_truth"]
+__all__ = [
+    "APPEARANCE_GAP_S",
+    "appearances",
+    "evaluate_search",
+    "evaluate_tracking",
+    "load_ground_truth",
+    "match_ground_truth",
+]
 
 logger = logging.getLogger(__name__)
 
 IOU_MATCH = 0.5
+APPEARANCE_GAP_S = 2.5  # an identity out of sight this long or longer starts a new appearance
+
+
+def appearances(frames: Sequence[Sequence], fps: float) -> Dict[int, List[Tuple[int, int]]]:
+    """{person id: [(first frame, last frame), ...]}: the appearances of each identity in one
+    camera's annotated ``frames`` (per frame, (person id, box) pairs or the annotation dicts of
+    ``annotations.json``), in order of time. An appearance is a maximal run of frames where the
+    identity is visible; two runs with fewer than ``APPEARANCE_GAP_S * fps`` frames between them
+    (a short occlusion) are one appearance."""
+    gap = max(1, int(round(APPEARANCE_GAP_S * fps)))
+    out: Dict[int, List[Tuple[int, int]]] = {}
+    for f, fr in enumerate(frames):
+        for a in fr:
+            p = int(a["person_id"] if isinstance(a, dict) else a[0])
+            runs = out.setdefault(p, [])
+            if runs and f - runs[-1][1] - 1 < gap:
+                runs[-1] = (runs[-1][0], f)
+            else:
+                runs.append((f, f))
+    return out
 
 
 def load_ground_truth(path: str) -> Dict[str, List[List[Tuple[int, List[float]]]]]:
@@ -201,7 +230,9 @@ def evaluate_search(
     gt = load_ground_truth(annotations)
     data = _video_data(index_dir, gt)
     manifest = IndexManifest.load(index_dir)
-    parts = {k: [] for k in ("emb", "pid", "cam", "frame", "label")}
+    with open(annotations) as f:
+        gt_fps = float(json.load(f)["fps"])
+    parts = {k: [] for k in ("emb", "pid", "cam", "frame", "label", "walk")}
     offset = 0
     for c, (name, v) in enumerate(data.items()):
         rows = v["rows"]
@@ -218,13 +249,25 @@ def evaluate_search(
         parts["cam"].append(np.full(len(labels), c))
         parts["frame"].append(rows["frame"])
         parts["label"].append(labels + offset)
+        runs = appearances(gt[name], gt_fps)
+        parts["walk"].append(
+            np.asarray(
+                [
+                    next(i for i, (a, b) in enumerate(runs[p]) if a <= f <= b) if p >= 0 else -1
+                    for p, f in zip(pid, rows["frame"])
+                ],
+                np.int64,
+            )
+        )
         offset += int(labels.max()) + 1 if len(labels) else 0
     if not parts["emb"]:
         raise ValueError(f"index '{index_dir}' holds no detection of the annotated videos")
     emb = np.concatenate(parts["emb"]).astype(np.float32)
-    pid, cam, frame, label = (np.concatenate(parts[k]) for k in ("pid", "cam", "frame", "label"))
+    pid, cam, frame, label, walk = (
+        np.concatenate(parts[k]) for k in ("pid", "cam", "frame", "label", "walk")
+    )
     lookup = _lookup(label, emb)
-    appearances = {(int(p), int(c)) for p, c in zip(pid, cam) if p >= 0}
+    found_in_index = {(int(p), int(c), int(w)) for p, c, w in zip(pid, cam, walk) if p >= 0}
     queries = np.flatnonzero((cam == 0) & (frame % query_every == 0) & (pid >= 0))
     modes = {"detections": [], "tracks_best": [], "tracks_mean": []}
     ks = sorted({1, 5, top_k})
@@ -233,7 +276,7 @@ def evaluate_search(
         q = emb[qrow]
         mask = np.ones(len(emb), bool)
         mask[qrow] = False  # the query itself is never a hit
-        want = {a for a in appearances if a[0] == pid[qrow]}
+        want = {a for a in found_in_index if a[0] == pid[qrow]}
         per_identity.append(len(want))
         sims = emb @ q
         order = np.lexsort((np.arange(len(emb)), -sims.astype(np.float64)))
@@ -242,7 +285,10 @@ def evaluate_search(
             r = rank_tracks(lookup, emb, q, mask, rank_by=rank_by, top_k=max(ks))
             hits[f"tracks_{rank_by}"] = r.rows
         for mode, rows in hits.items():
-            found = [(int(pid[r]), int(cam[r])) if pid[r] == pid[qrow] else None for r in rows]
+            found = [
+                (int(pid[r]), int(cam[r]), int(walk[r])) if pid[r] == pid[qrow] else None
+                for r in rows
+            ]
             entry = {f"distinct_appearances_top{top_k}": len({a for a in found[:top_k] if a})}
             for k in ks:
                 entry[f"recall@{k}"] = len({a for a in found[:k] if a}) / max(1, len(want))
