@@ -6,6 +6,23 @@ from typing import IO, Callable
 __all__ = ["atomic_write", "pid_of_temporary_file", "process_alive", "write_new_file"]
 
 
+def _write_then_commit(
+    path: str, write: Callable[[IO], None], mode: str, commit: Callable[[str, str], None]
+) -> None:
+    """``write(f)`` on ``<path>.tmp.<pid>``, flushed to disk, then ``commit(tmp, path)``; the
+    temporary file is gone afterwards, whether ``write`` or ``commit`` failed or not."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        commit(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb") -> None:
     """
     Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it to
@@ -13,16 +30,7 @@ def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb") -> No
     sees the old file or the new one, never a truncated one. The temporary file
     (``<path>.tmp.<pid>``) is removed if ``write`` fails.
     """
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    _write_then_commit(path, write, mode, os.replace)
 
 
 def write_new_file(path: str, write: Callable[[IO], None], mode: str = "wb") -> None:
@@ -34,16 +42,7 @@ def write_new_file(path: str, write: Callable[[IO], None], mode: str = "wb") -> 
     Raises:
         FileExistsError: ``path`` exists (nothing written there; the temporary file is removed).
     """
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    _write_then_commit(path, write, mode, os.link)
 
 
 def pid_of_temporary_file(path: str) -> int:
