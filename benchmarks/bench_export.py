@@ -41,15 +41,15 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch
 
+from benchmarks.machine import cpu_model, load_avg, other_processes, write_json
 from benchmarks.bench_model import ROIBoxCounter, build_benchmark_model, make_cfg
 from ian_d2.export import runtime as rt
 from ian_d2.export.exporter import export_model
@@ -86,31 +86,6 @@ VARIANTS = (
     "onnxruntime_cpu",
     "onnxruntime_openvino",
 )
-
-
-def _other_processes(n: int = 6) -> List[str]:
-    """The busiest other processes (lifetime CPU %, state, command), from ``ps``.
-
-    ``ps``'s CPU % is an average over the process's life, so a process paused for the
-    measurement (state ``T``, e.g. ``kill -STOP``) still shows its past load: the state says it
-    took no CPU during the run.
-    """
-    try:
-        out = subprocess.run(
-            ["ps", "-eo", "pid,pcpu,stat,args", "--sort=-pcpu"], capture_output=True, text=True
-        ).stdout.splitlines()[1:]
-    except OSError:
-        return []
-    rows = []
-    for line in out:
-        pid, cpu, stat, args = line.strip().split(None, 3)
-        if int(pid) == os.getpid() or args.startswith("ps "):
-            continue
-        paused = " (stopped)" if stat.startswith("T") else ""
-        rows.append(f"{cpu}% {stat}{paused} {args[:110]}")
-        if len(rows) == n:
-            break
-    return rows
 
 
 def _eager_detect(model, to_input, image, amp: bool) -> Dict[str, np.ndarray]:
@@ -152,7 +127,7 @@ def bench_setting(name: str, args) -> Dict:
         "norm_layers_calibrated": n_calibrated,
         "iters": iters,
         "warmup": warmup,
-        "load_avg_before": [round(v, 2) for v in os.getloadavg()],
+        "load_avg_before": load_avg(),
     }
     with tempfile.TemporaryDirectory() as out_dir:
         t0 = time.perf_counter()
@@ -237,8 +212,8 @@ def bench_setting(name: str, args) -> Dict:
             variants[k] = entry
         result["variants"] = variants
         result["skipped"] = skipped
-    result["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
-    result["other_processes_at_end"] = _other_processes()
+    result["load_avg_after"] = load_avg()
+    result["other_processes_at_end"] = other_processes()
     same = [k for k, v in variants.items() if v["parity_vs_eager_fp32"]["results_unchanged"]]
     best = min(same, key=lambda k: variants[k]["sec_per_image"]) if same else None
     result["fastest_with_unchanged_results"] = best
@@ -270,7 +245,7 @@ def main(argv=None) -> Dict:
     out = {
         "what": "seconds per user image (resize -> detections with embeddings), CPU, batch 1",
         "device": platform.processor() or platform.machine(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "versions": {
@@ -279,37 +254,19 @@ def main(argv=None) -> Dict:
             "python": platform.python_version(),
         },
         "weights": "random, normalisation statistics calibrated on the input (see bench_model)",
-        "load_avg_at_start": [round(v, 2) for v in os.getloadavg()],
-        "other_processes_at_start": _other_processes(),
+        "load_avg_at_start": load_avg(),
+        "other_processes_at_start": other_processes(),
         "results": [],
     }
     for name in args.settings:
         out["results"].append(bench_setting(name, args))
         if args.output:
-            _write(out, args.output)
-    out["load_avg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+            write_json(out, args.output)
+    out["load_avg_at_end"] = load_avg()
     if args.output:
-        _write(out, args.output)
+        write_json(out, args.output)
     sys.stdout.write(json.dumps(out, indent=1) + "\n")
     return out
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _write(out: Dict, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
+from benchmarks.machine import write_json
+
 __all__ = [
     "main",
     "make_cfg",
@@ -317,13 +319,8 @@ def _peak_memory_kind(device: str) -> str:
 
 
 def _write(out: Dict, path: Optional[str]) -> None:
-    if not path:
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(tmp, path)
+    if path:
+        write_json(out, path)
 
 
 def bench_train(cfg, args, g: torch.Generator, batch: int, model=None) -> Dict:

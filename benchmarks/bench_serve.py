@@ -4,8 +4,8 @@ job appends to the index; prints JSON.
 Setup: an index of ``--rows`` (10^5) stored detections, written directly with ``ShardWriter``:
 stand-in random L2-normalised embeddings of the model's size (256) under a manifest created by
 the indexer's own ``_open_manifest`` with the fingerprint of a small randomly initialised model
-(the search tests' R-18-GN at 96x128, ``SMALL_OPTS`` below), so that the server loads that model
-for "upload + box" queries. The stand-in rows belong to ``--videos`` fake video paths (25 fps,
+(the search tests' R-18-GN at 96x128, ``ian_d2.utils.testing.SMALL_OPTS``), so that the server
+loads that model for "upload + box" queries. The stand-in rows belong to ``--videos`` fake video paths (25 fps,
 sampled at the index's ``--fps``, plausible frame numbers and times) and a share of fake still
 images, 0-7 detections per item, 256 items per shard (``index``'s default); the media endpoints,
 which would read those files, are not benchmarked. ``--index DIR`` keeps this index in DIR (built
@@ -68,7 +68,7 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ian_d2.utils.testing import NUM_PIDS, quick_cfg  # first: it silences a Detectron2 warning
+from ian_d2.utils.testing import save_small_model, small_cfg  # first: silences a D2 warning
 
 import cv2
 import httpx
@@ -76,6 +76,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from benchmarks.machine import cpu_model, load_avg, other_processes, write_json
 from ian_d2.data.synthetic import generate_video
 from ian_d2.search.fingerprint import model_fingerprint
 from ian_d2.search.indexer import ImageToInput, _open_manifest, index_gallery, load_search_model
@@ -87,23 +88,12 @@ from ian_d2.search.sources import GalleryItem, read_video_frames
 from ian_d2.search.store import update_vector_index
 from ian_d2.search.vector_index import INDEX_KINDS, VectorIndexParams
 
-__all__ = ["KINDS", "SMALL_OPTS", "build_stand_in_index", "main", "parse_args", "percentile"]
+__all__ = ["KINDS", "build_stand_in_index", "main", "parse_args", "percentile"]
 
 logger = logging.getLogger("bench_serve")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 KINDS = ("find_similar", "upload_box")
-# The search tests' small model (tests/search_testing.py): R-18-GN at 96x128, 20 proposals, up
-# to 8 detections per image, every score kept.
-SMALL_OPTS = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.REID.NUM_PIDS", NUM_PIDS,
-    "MODEL.RPN.POST_NMS_TOPK_TEST", 20,
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
-    "TEST.DETECTIONS_PER_IMAGE", 8,
-    "INPUT.MIN_SIZE_TEST", 96,
-    "INPUT.MAX_SIZE_TEST", 128,
-]  # fmt: skip
 FULL = dict(rows=100_000, duration=8.0, max_requests=2000, warmup=3, model_calls=30,
             video_size="small", job_shard_size=8)  # fmt: skip
 QUICK = dict(rows=10_000, duration=1.0, max_requests=200, warmup=1, model_calls=5,
@@ -117,38 +107,6 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # machine -------------------------------------------------------------------------------------
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _other_processes(n: int = 6, exclude: Sequence[int] = ()) -> List[str]:
-    """The busiest other processes (lifetime CPU %, state, command), from ``ps`` (as in
-    ``bench_export``: the CPU % is a lifetime average; state ``T`` = stopped)."""
-    try:
-        out = subprocess.run(
-            ["ps", "-eo", "pid,pcpu,stat,args", "--sort=-pcpu"], capture_output=True, text=True
-        ).stdout.splitlines()[1:]
-    except OSError:
-        return []
-    rows = []
-    for line in out:
-        pid, cpu, stat, args = line.strip().split(None, 3)
-        if int(pid) in (os.getpid(), *exclude) or args.startswith("ps "):
-            continue
-        paused = " (stopped)" if stat.startswith("T") else ""
-        rows.append(f"{cpu}% {stat}{paused} {args[:110]}")
-        if len(rows) == n:
-            break
-    return rows
-
-
 def _code_version() -> Dict:
     """The repository's commit and its uncommitted paths (what was measured)."""
     try:
@@ -161,10 +119,6 @@ def _code_version() -> Dict:
     except OSError:
         return {}
     return {"commit": commit or None, "uncommitted": [line[3:] for line in status]}
-
-
-def _load() -> List[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def _proc_cpu_s(pid: int) -> Optional[float]:
@@ -187,20 +141,6 @@ def _r(x: Optional[float], digits: int = 2) -> Optional[float]:
 
 
 # model and index -------------------------------------------------------------------------------
-def save_small_model(path: str, seed: int = 0):
-    """A randomly initialised small model saved to ``path`` (.pth); returns its config."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
-    cfg = quick_cfg(opts=SMALL_OPTS + ["MODEL.WEIGHTS", ""], tiny=False)
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    folder, name = os.path.split(os.path.abspath(path))
-    DetectionCheckpointer(model, save_dir=folder).save(os.path.splitext(name)[0])
-    cfg.MODEL.WEIGHTS = os.path.abspath(path)
-    return cfg
-
-
 def _stand_in_items(
     rows: int, videos: int, image_share: float, rng: np.random.Generator, fps: float
 ) -> Tuple[List[GalleryItem], np.ndarray, List[Tuple[int, int]]]:
@@ -733,7 +673,7 @@ def _stand_in(args, work: str) -> Tuple[str, Dict]:
         logger.info("Reusing the stand-in index %s (%d rows)", index_dir, rows)
         return index_dir, {"rows": rows, "reused": True}
     model_path = os.path.abspath(index_dir.rstrip("/\\")) + ".model.pth"
-    cfg = save_small_model(model_path, args.seed)
+    cfg = small_cfg(save_small_model(os.path.abspath(model_path), args.seed))
     logger.info("Building a stand-in index of %d rows in %s", args.rows, index_dir)
     desc = build_stand_in_index(
         index_dir, cfg, args.rows, fps=args.fps, videos=args.videos,
@@ -859,10 +799,10 @@ def main(argv=None) -> Dict:
         "code": _code_version(),
         "machine": {
             "cpu_count": os.cpu_count(),
-            "cpu_model": _cpu_model(),
+            "cpu_model": cpu_model(),
             "torch_threads": torch.get_num_threads(),
-            "load_avg_before": _load(),
-            "busy_processes_before": _other_processes(),
+            "load_avg_before": load_avg(),
+            "busy_processes_before": other_processes(),
             "versions": {
                 "python": platform.python_version(),
                 "torch": torch.__version__,
@@ -887,15 +827,12 @@ def main(argv=None) -> Dict:
         with tempfile.TemporaryDirectory(prefix="bench_serve_") as work:
             out.update(run(args, work))
     out["seconds"] = _r(time.perf_counter() - t0, 1)
-    out["machine"]["load_avg_after"] = _load()
-    out["machine"]["busy_processes_after"] = _other_processes()
+    out["machine"]["load_avg_after"] = load_avg()
+    out["machine"]["busy_processes_after"] = other_processes()
     out["goals"] = _goals(out)
-    text = json.dumps(out, indent=1)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-    sys.stdout.write(text + "\n")
+        write_json(out, args.output)
+    sys.stdout.write(json.dumps(out, indent=1) + "\n")
     return out
 
 

@@ -56,6 +56,7 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks import bench_model
+from benchmarks.machine import write_json
 from detectron2.structures import Boxes, Instances
 from ian_d2.export import parity as export_parity
 
@@ -373,13 +374,6 @@ def _parity(args: argparse.Namespace) -> Dict:
     return res
 
 
-def _write_json(obj: Dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _read_json(path: str) -> Optional[Dict]:
     try:
         with open(path) as f:
@@ -398,9 +392,9 @@ def run_step(step: Step, out_dir: str) -> int:
     path = os.path.join(out_dir, step.name + ".json")
     try:
         if step.kind == "env":
-            _write_json(env_info(), path)
+            write_json(env_info(), path)
         elif step.kind == "parity":
-            _write_json(parity(step.argv), path)
+            write_json(parity(step.argv), path)
         elif step.kind == "bench":
             bench_model.main(step.argv + ["--output", path])
         else:
@@ -411,7 +405,7 @@ def run_step(step: Step, out_dir: str) -> int:
         res = _read_json(path) or {}
         res["error"] = f"{type(e).__name__}: {e}"
         res["traceback"] = traceback.format_exc()[-4000:]
-        _write_json(res, path)
+        write_json(res, path)
         return 2 if isinstance(e, bench_model.NoROIBoxesError) else 1
 
 
@@ -610,7 +604,7 @@ def combine(out_dir: str, smoke: bool = False) -> Dict:
         "summary": _summary(steps),
         "steps": steps,
     }
-    _write_json(out, os.path.join(out_dir, "gpu_check.json"))
+    write_json(out, os.path.join(out_dir, "gpu_check.json"))
     for row in out["summary"]:
         logger.info("%s", json.dumps(row))
     logger.info(

@@ -26,9 +26,12 @@ __all__ = [
     "CONFIG_DIR",
     "NUM_PIDS",
     "QUICK_CONFIG",
+    "SMALL_OPTS",
     "TINY_OPTS",
     "config_file",
     "quick_cfg",
+    "save_small_model",
+    "small_cfg",
     "synthetic_inputs",
 ]
 
@@ -57,6 +60,19 @@ TINY_OPTS = [
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
     "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION", 4,
     "MODEL.REID.PRETRAIN_CROPS.CROP_SIZE", (32, 16),
+    "INPUT.MIN_SIZE_TEST", 96,
+    "INPUT.MAX_SIZE_TEST", 128,
+]  # fmt: skip
+
+
+# The search tests' and benchmarks' small model: the quick config (not TINY_OPTS) at 96x128 with
+# 20 proposals and up to 8 detections per image, every score kept (indexing ~0.05 s/image).
+SMALL_OPTS = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.REID.NUM_PIDS", NUM_PIDS,
+    "MODEL.RPN.POST_NMS_TOPK_TEST", 20,
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
+    "TEST.DETECTIONS_PER_IMAGE", 8,
     "INPUT.MIN_SIZE_TEST", 96,
     "INPUT.MAX_SIZE_TEST", 128,
 ]  # fmt: skip
@@ -109,6 +125,24 @@ def quick_cfg(
     return get_ian_cfg(
         config_file(config), (TINY_OPTS if tiny else []) + list(opts or []) + keyword_opts
     )
+
+
+def small_cfg(weights: str, *opts):
+    """The quick config shrunk by ``SMALL_OPTS`` (not ``TINY_OPTS``), with ``weights``."""
+    return quick_cfg(opts=SMALL_OPTS + ["MODEL.WEIGHTS", weights] + list(opts), tiny=False)
+
+
+def save_small_model(path: str, seed: int = 0, *opts) -> str:
+    """A randomly initialised model of :func:`small_cfg` saved to ``path`` (.pth); returns it."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    cfg = small_cfg("", *opts)
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    folder, name = os.path.split(path)
+    DetectionCheckpointer(model, save_dir=folder).save(os.path.splitext(name)[0])
+    return path
 
 
 def synthetic_inputs(
