@@ -20,24 +20,7 @@ import pytest
 from ian_d2.search import GallerySearcher, IndexManifest, index_gallery
 from ian_d2.search.cli import main as search_main
 from ian_d2.search.store import list_shards
-from tests.search_testing import SMALL_OPTS, make_cfg, save_model
-
-
-class _Interrupt(Exception):
-    pass
-
-
-class _CrashingModel:
-    """Wraps a model; raises after ``n`` calls (a run killed in the middle)."""
-
-    def __init__(self, model, n):
-        self.model, self.n = model, n
-
-    def __call__(self, batch):
-        if self.n == 0:
-            raise _Interrupt()
-        self.n -= 1
-        return self.model(batch)
+from tests.search_testing import SMALL_OPTS, CrashingModel, Interrupt, make_cfg, save_model
 
 
 def _rows(index_dir):
@@ -114,9 +97,9 @@ class TestGalleryIndex(unittest.TestCase):
 
     def test_resume_redoes_nothing_and_loses_nothing(self):
         out = os.path.join(self._tmp.name, "resumed")
-        with self.assertRaises(_Interrupt):  # killed after 5 batches of 2: 2 shards of 4 items
+        with self.assertRaises(Interrupt):  # killed after 5 batches of 2: 2 shards of 4 items
             self.index(out, [self.gallery], batch_size=2, shard_size=4,
-                       model=_CrashingModel(self.model, 5))  # fmt: skip
+                       model=CrashingModel(self.model, 5))  # fmt: skip
         committed = list_shards(out)
         self.assertEqual(len(committed), 2)
         before = {p: open(p, "rb").read() for p in committed}

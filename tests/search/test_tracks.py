@@ -32,7 +32,7 @@ from ian_d2.search.tracks import (
 from ian_d2.search.tracks.association import link_tracks
 from ian_d2.search.tracks.table import TRACK_COLUMNS, track_table
 from ian_d2.search.tracks.tracker import MotionTracker
-from tests.search_testing import make_cfg, save_model
+from tests.search_testing import CrashingModel, Interrupt, make_cfg, save_model
 
 # a random model's scores are low: let every stored detection start and extend tracks
 OPEN = TrackSettings(high_score=0.0, activation_score=0.0)
@@ -362,21 +362,6 @@ def _track_sets(index_dir):
     return out, len(boxes)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _CrashingModel:
-    def __init__(self, model, n):
-        self.model, self.n = model, n
-
-    def __call__(self, batch):
-        if self.n == 0:
-            raise _Interrupt()
-        self.n -= 1
-        return self.model(batch)
-
-
 @pytest.mark.synthetic_cuhk_sysu
 class TestIndexTracks(unittest.TestCase):
     @classmethod
@@ -428,8 +413,8 @@ class TestIndexTracks(unittest.TestCase):
 
     def test_resumed_index_has_the_one_shot_tracks(self):
         out = os.path.join(self._tmp.name, "resumed")
-        with self.assertRaises(_Interrupt):  # killed in cam2: 3 shards of 4 of the 16 items
-            self.index(out, batch_size=2, shard_size=4, model=_CrashingModel(self.model, 6),
+        with self.assertRaises(Interrupt):  # killed in cam2: 3 shards of 4 of the 16 items
+            self.index(out, batch_size=2, shard_size=4, model=CrashingModel(self.model, 6),
                        tracks=False)  # fmt: skip
         build_tracks(out, OPEN)  # tracks of the partial video, made again after the resume
         self.index(out, batch_size=2, shard_size=4, resume=True, tracks=True)
