@@ -373,16 +373,7 @@ def run_tracks(args) -> Dict[str, object]:
         base = TrackSettings.load(os.path.join(args.index, TRACKS)) or TrackSettings()
         settings = base.replace(**given) if not args.rebuild else TrackSettings().replace(**given)
     _console_logger()
-    stats = build_tracks(args.index, settings, rebuild=args.rebuild)
-    logger.info(
-        "%d of %d videos tracked: %d detections in %d tracks (%.1f s)",
-        stats["built"],
-        stats["videos"],
-        stats["detections"],
-        stats["tracks"],
-        stats["seconds"],
-    )
-    return stats
+    return build_tracks(args.index, settings, rebuild=args.rebuild)  # it logs what it did
 
 
 def run_eval_tracks(args) -> Dict[str, object]:

@@ -132,6 +132,15 @@ class TestServeApi(unittest.TestCase):
         self.assertEqual(r.status_code, 200, r.text)
         return r.json()
 
+    def _wait_job(self, client, job, timeout_s=60):
+        """The job's state once it is neither queued nor running (polled; bounded)."""
+        deadline = time.time() + timeout_s
+        while job["state"] in ("queued", "running"):
+            self.assertLess(time.time(), deadline, job)
+            time.sleep(0.05)
+            job = client.get(f"/api/index/jobs/{job['id']}").json()
+        return job
+
     def _video_detection(self, cam="cam2.avi", k=3):
         """(row in the reference, detection id) of a detection of ``cam``, frame > 0."""
         sid = self.sources[cam]["id"]
@@ -507,11 +516,7 @@ class TestServeApi(unittest.TestCase):
         self.assertEqual(r.status_code, 202, r.text)
         job = r.json()
         self.assertEqual((job["state"], job["paths"]), ("queued", ["new/a.jpg"]))
-        deadline = time.time() + 60
-        while job["state"] in ("queued", "running"):
-            self.assertLess(time.time(), deadline, job)
-            time.sleep(0.05)
-            job = client.get(f"/api/index/jobs/{job['id']}").json()
+        job = self._wait_job(client, job)
         self.assertEqual(job["state"], "done", job)
         self.assertEqual((job["items_done"], job["items_total"], job["errors"]), (1, 1, []))
         self.assertIsNotNone(job["finished"])
@@ -614,11 +619,7 @@ class TestServeApi(unittest.TestCase):
         self.assertEqual(res["hits"][0]["detection_id"], det_id)
         self.assertGreater(res["hits"][0]["similarity"], 0.999)
         job = client.post("/api/index/jobs", json={"paths": ["new"]}).json()
-        deadline = time.time() + 60
-        while job["state"] in ("queued", "running"):
-            self.assertLess(time.time(), deadline, job)
-            time.sleep(0.05)
-            job = client.get(f"/api/index/jobs/{job['id']}").json()
+        job = self._wait_job(client, job)
         self.assertEqual(job["state"], "done", job)
         self.assertEqual(client.get("/api/index").json()["detections"], 34 * 8 + 8)
         with self.assertRaises(ValueError):  # another model than the index's
