@@ -5,7 +5,10 @@
    default preset: 640x360, 10 fps, 10 s per camera, 10 identities, 4 seen by both cameras)
    to ``datasets/video_synth`` if it is absent;
 2. indexes both videos at ``--fps`` with the step-3 model of ``make demo``
-   (``python -m ian_d2.search index``);
+   (``python -m ian_d2.search index``), at the frames' own size (``INPUT.MIN_SIZE_TEST`` /
+   ``MAX_SIZE_TEST`` = frame height / width; ``--test-size config``: the config's 300 / 400,
+   made for the 400x300 training images, which shrinks the people of a 640x360 frame below the
+   size the model was trained on);
 3. queries every ground-truth person box of every ``--query-every``-th frame of camera 1 (the
    frame written to a PNG, the GIVEN box as the query) and counts how often the same identity
    (a match overlapping one of its ground-truth boxes with IoU >= 0.5) is found in another
@@ -72,6 +75,8 @@ def main(argv=None) -> dict:
     p.add_argument("--fps", type=float, default=5.0)
     p.add_argument("--query-every", type=int, default=10, help="query frames of camera 1")
     p.add_argument("--picture", default=os.path.join(REPO, "docs", "search_video.jpg"))
+    p.add_argument("--test-size", choices=("native", "config"), default="native",
+                   help="index at the frames' own size (default) or at the config's test size")  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not os.path.isfile(args.weights):
@@ -82,9 +87,13 @@ def main(argv=None) -> dict:
         ann = json.load(f)
     if os.path.isdir(args.index):
         shutil.rmtree(args.index)
+    size = []
+    if args.test_size == "native":
+        width, height = ann["frame_size"]
+        size = ["INPUT.MIN_SIZE_TEST", str(height), "INPUT.MAX_SIZE_TEST", str(width)]
     stats = search_main(["index", "--config-file", args.config, "--gallery", args.videos,
                          "--out", args.index, "--fps", str(args.fps),
-                         "MODEL.WEIGHTS", args.weights])  # fmt: skip
+                         "MODEL.WEIGHTS", args.weights] + size)  # fmt: skip
     searcher = GallerySearcher(args.index, device="cpu")
     cam1 = os.path.abspath(os.path.join(args.videos, "cam1.avi"))
     frames = list(range(0, ann["cameras"]["cam1"]["num_frames"], args.query_every))
@@ -125,6 +134,7 @@ def main(argv=None) -> dict:
     result = {
         "videos": args.videos,
         "fps": args.fps,
+        "test_size": args.test_size,
         "index": stats,
         "stored_detections": searcher.num_detections,
         "queries": counts["queries"],

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--query-every", type=int, default=10, help="query frames of camera 1")
     e.add_argument("--top-k", type=int, default=10)
     e.add_argument("--picture", metavar="FILE",
-                   help="also draw the longest track as a strip of crops (.jpg/.png)")  # fmt: skip
+                   help="also draw the longest track of one person as a strip of crops (.jpg/.png)")  # fmt: skip
 
     s = sub.add_parser("serve", help="search the index in the browser (HTTP API and page)")
     s.add_argument("index", help="the index folder")
@@ -392,16 +392,22 @@ def run_eval_tracks(args) -> Dict[str, object]:
         ),
     }
     if args.picture:
-        from .tracks.picture import longest_track, write_track_strip
+        from .tracks.evaluation import longest_pure_track
+        from .tracks.picture import write_track_strip
 
-        found = longest_track(args.index)
+        found = longest_pure_track(args.index, args.annotations)
         if found is None:
-            raise ValueError(f"--picture: index '{args.index}' has no track")
-        write_track_strip(args.index, found[0], found[1], args.picture)
+            raise ValueError(
+                f"--picture: index '{args.index}' has no track of one ground-truth person"
+            )
+        write_track_strip(args.index, found["source"], found["track"], args.picture)
         result["picture"] = {
             "file": os.path.abspath(args.picture),
-            "video": os.path.basename(found[0]),
-            "track": found[1],
+            "video": os.path.basename(found["source"]),
+            "track": found["track"],
+            "person_id": found["person_id"],
+            "num_detections": found["num_detections"],
+            "matched": found["matched"],
         }
     folder = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(folder, exist_ok=True)

@@ -271,6 +271,54 @@ class TestOccluder(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "holds no video named cam1.avi, cam2.avi"):
             search_main(["eval-tracks", empty, "--annotations", ann, "--output", out])
 
+    def test_picture_shows_a_track_of_one_person(self):
+        """eval-tracks --picture draws the longest track of ONE person: with a re-link that
+        chains everybody (any similarity, any gap, any speed), tracks as long as it or longer
+        mix people and are passed over."""
+        from ian_d2.search.tracks.evaluation import (
+            load_ground_truth,
+            longest_pure_track,
+            match_ground_truth,
+        )
+
+        index = _ground_truth_index(self.occluded, os.path.join(self._tmp.name, "mixed_index"))
+        chain_all = TrackSettings(lost_track_s=0.25, link_similarity=-1.0, link_max_gap_s=100.0,
+                                  link_max_speed=1000.0)  # fmt: skip
+        build_tracks(index, chain_all)
+        ann = os.path.join(self.occluded, "annotations.json")
+        gt = load_ground_truth(ann)
+        people = {}  # detection id -> ground-truth person
+        for path in list_shards(index):
+            t = pq.read_table(path, columns=["source", "frame", "x1", "y1", "x2", "y2"])
+            t = t.to_pydict()
+            stem = os.path.basename(path)[: -len(".parquet")]
+            for i, (src, f) in enumerate(zip(t["source"], t["frame"])):
+                box = np.asarray([[t[k][i] for k in ("x1", "y1", "x2", "y2")]], np.float32)
+                people[f"{stem}.{i}"] = int(
+                    match_ground_truth(gt[os.path.basename(src)][f], box)[0]
+                )
+
+        tracks = {}  # (source, number) -> (number of detections, their persons)
+        for _, header, table in read_track_files(index):
+            for r in table.to_pylist():
+                persons = {people[d] for d in r["detections"]}
+                tracks[header["source"], r["track"]] = (len(r["detections"]), persons)
+        mixed = [n for n, persons in tracks.values() if len(persons - {-1}) > 1]
+        found = longest_pure_track(index, ann)
+        n, persons = tracks[found["source"], found["track"]]
+        self.assertEqual(persons - {-1}, {found["person_id"]})
+        self.assertEqual(n, found["num_detections"])
+        self.assertGreater(n, 1)
+        pure = [m for m, persons in tracks.values() if len(persons - {-1}) == 1]
+        self.assertEqual(n, max(pure))
+        self.assertGreaterEqual(max(mixed), n)  # as long or longer, mixing people: passed over
+        picture = os.path.join(self._tmp.name, "eval", "pure.jpg")
+        res = search_main(["eval-tracks", index, "--annotations", ann, "--output",
+                           os.path.join(self._tmp.name, "eval", "mixed.json"),
+                           "--picture", picture])  # fmt: skip
+        self.assertEqual(res["picture"]["track"], found["track"])
+        self.assertTrue(os.path.isfile(picture))
+
     def test_crossing_behind_the_occluder(self):
         with open(os.path.join(self.occluded, "annotations.json")) as f:
             ann = json.load(f)
