@@ -75,6 +75,44 @@ class SourceEntry:
         return i if i < len(self.frames) and int(self.frames[i]) == frame else None
 
 
+class RowBuffer:
+    """
+    Append-only storage of [capacity, D] float32 rows shared by successive snapshots, so that a
+    committed shard costs a copy of its own rows, not of all rows so far. A snapshot holds the
+    view of the first n rows. Appending after the last filled row writes past the end of every
+    view handed out (a reader never sees a row change); the capacity grows by doubling (one copy
+    of the filled rows into a new array; older views keep the old one). Appending after a row
+    count that is no longer the last (an older snapshot extended again) copies into a new buffer.
+    """
+
+    def __init__(self, rows: np.ndarray, reserve: int = 0):
+        """A buffer holding ``rows`` [n, D] with room for ``reserve`` more."""
+        n, d = rows.shape
+        self.data = np.empty((max(n + reserve, 1), d), np.float32)
+        self.data[:n] = rows
+        self.filled = n
+
+    def append(self, visible: int, rows: np.ndarray) -> Tuple["RowBuffer", np.ndarray]:
+        """
+        Rows [k, D] after the first ``visible`` ones.
+
+        Returns:
+            (buffer, view): the buffer now holding them (this one, or a new one when
+            ``visible`` is not its last row) and the [visible + k, D] view of its first rows.
+        """
+        if visible != self.filled:
+            buffer = RowBuffer(self.data[:visible], reserve=max(len(rows), visible))
+            return buffer.append(visible, rows)
+        end = visible + len(rows)
+        if end > len(self.data):
+            grown = np.empty((max(end, 2 * len(self.data)), self.data.shape[1]), np.float32)
+            grown[:visible] = self.data[:visible]
+            self.data = grown
+        self.data[visible:end] = rows
+        self.filled = end
+        return self, self.data[:end]
+
+
 @dataclass
 class IndexSnapshot:
     """
@@ -89,7 +127,8 @@ class IndexSnapshot:
         time_s: [N] float64 time in seconds (NaN: still image).
         boxes: [N, 4] float32 XYXY boxes, pixels.
         score: [N] float32 detection scores.
-        emb: [N, D] float32 L2-normalised embeddings.
+        emb: [N, D] float32 L2-normalised embeddings (the first N rows of a :class:`RowBuffer`
+            that later snapshots append to, past row N).
         item_rows: {(source index, frame): (first row, number of rows)} of every indexed item.
     """
 
@@ -108,6 +147,7 @@ class IndexSnapshot:
     _source_of_id: Dict[str, int] = field(default_factory=dict)
     _source_of_path: Dict[str, int] = field(default_factory=dict)
     _per_source: Optional[np.ndarray] = None
+    _emb_buffer: Optional[RowBuffer] = None
 
     def __post_init__(self):
         if self.emb is None:
@@ -225,6 +265,8 @@ class IndexSnapshot:
             raise ValueError(f"shards {list(shard_paths)}: embeddings and rows differ in number")
         for i, added in new_items.items():
             sources[i] = _with_items(sources[i], added)
+        buffer = self._emb_buffer or RowBuffer(self.emb, reserve=len(emb))
+        buffer, all_emb = buffer.append(self.num_rows, emb)
         return IndexSnapshot(
             embed_dim=self.embed_dim,
             shard_names=names,
@@ -235,11 +277,12 @@ class IndexSnapshot:
             time_s=np.concatenate([self.time_s] + parts["time_s"]),
             boxes=np.concatenate([self.boxes] + parts["boxes"]),
             score=np.concatenate([self.score] + parts["score"]),
-            emb=np.concatenate([self.emb, emb]) if self.num_rows else emb,
+            emb=all_emb,
             item_rows=item_rows,
             _shard_of_name={name: s for s, name in enumerate(names)},
             _source_of_id={s.id: s.index for s in sources},
             _source_of_path=by_path,
+            _emb_buffer=buffer,
         )
 
 
