@@ -80,12 +80,14 @@ __all__ = [
     "read_table",
     "remove_partial_shards",
     "update_vector_index",
+    "vector_paths",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-def _vector_paths(index_dir: str, kind: str) -> Tuple[str, str]:
+def vector_paths(index_dir: str, kind: str) -> Tuple[str, str]:
+    """(faiss file, state file) of the ``kind`` vector index of an index folder."""
     base = os.path.join(index_dir, VECTORS, kind)
     return base + ".faiss", base + ".json"
 
@@ -102,7 +104,7 @@ def update_vector_index(
         (faiss.Index, list[str]): the index and the shards its row ids follow, in order.
     """
     params = params or manifest.vector_params
-    faiss_path, state_path = _vector_paths(index_dir, params.kind)
+    faiss_path, state_path = vector_paths(index_dir, params.kind)
     shards = list_shards(index_dir)
     names = [os.path.basename(s) for s in shards]
     covered: List[str] = []
