@@ -58,7 +58,7 @@ from benchmarks.machine import cpu_model, load_avg, other_processes, write_json
 from ian_d2.search.vector_index import VectorIndexParams, build_vector_index
 from ian_d2.search.vector_store import FaissStore, SearchFilter, parse_store_uri
 
-__all__ = ["make_fields", "exact_topk", "main"]
+__all__ = ["make_fields", "exact_topk", "shard_bytes_per_detection", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,33 @@ def exact_topk(x: np.ndarray, q: np.ndarray, mask: Optional[np.ndarray], k: int)
     index.add(np.ascontiguousarray(x[rows]))
     _, ids = index.search(q, min(k, len(rows)))
     return np.where(ids >= 0, rows[np.maximum(ids, 0)], -1)
+
+
+def shard_bytes_per_detection(per_item: int, items: int = 256, seed: int = 0) -> Dict:
+    """Bytes per stored detection of one Parquet shard as ``index`` writes it: ``items`` video
+    frames (``index``'s default shard of 256) of one camera with ``per_item`` detections each,
+    256-d L2-normalised float32 embeddings (random: as incompressible as real ones)."""
+    from ian_d2.search.manifest import SHARDS
+    from ian_d2.search.shards import ShardWriter
+    from ian_d2.search.sources import GalleryItem
+
+    rng = np.random.default_rng(seed)
+    src = "/footage/site-a/camera-0042/2026-12-01T08.mp4"
+    frames = [GalleryItem(src, 2 * i, float(i)) for i in range(items)]
+    dets = []
+    for _ in frames:
+        e = rng.standard_normal((per_item, 256)).astype(np.float32)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        boxes = rng.uniform(0, 1000, (per_item, 4)).astype(np.float32)
+        scores = rng.uniform(0.5, 1, per_item).astype(np.float32)
+        dets.append({"boxes": boxes, "scores": scores, "embeds": e})
+    with tempfile.TemporaryDirectory() as d:
+        os.makedirs(os.path.join(d, SHARDS))
+        path = ShardWriter(d, 0, 256).write(frames, [(1920, 1080)] * items, dets)
+        size = os.path.getsize(path)
+    n = items * per_item
+    return {"detections_per_item": per_item, "rows": n, "bytes": size,
+            "bytes_per_detection": round(size / n, 1)}  # fmt: skip
 
 
 def _latency(times_s: Sequence[float]) -> Dict[str, float]:
@@ -211,7 +238,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", default=None, help="folder for the Milvus Lite files (temp)")
     p.add_argument("--output", default=None, help="JSON file to write")
+    p.add_argument("--shard-bytes-only", action="store_true",
+                   help="only the Parquet bytes per detection (1, 4, 10 per frame)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.shard_bytes_only:
+        out = {"shard_bytes": [shard_bytes_per_detection(k) for k in (1, 4, 10)]}
+        print(json.dumps(out, indent=1))
+        return out
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s")
     out = {
         "benchmark": "bench_vector_stores",
@@ -225,6 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             "load_avg_before": load_avg(),
             "other_processes": other_processes(),
         },
+        "shard_bytes": [shard_bytes_per_detection(k) for k in (1, 4, 10)],
         "results": [],
         "skipped": [],
     }
