@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rebuild", action="store_true",
                    help="delete the index's tracks and build them all again (needed to change "
                    "the settings)")  # fmt: skip
+    _store_args(t, choose=False)
 
     e = sub.add_parser(
         "eval-tracks",
@@ -478,7 +479,19 @@ def run_tracks(args) -> Dict[str, object]:
         base = TrackSettings.load(os.path.join(args.index, TRACKS)) or TrackSettings()
         settings = base.replace(**given) if not args.rebuild else TrackSettings().replace(**given)
     _console_logger()
-    return build_tracks(args.index, settings, rebuild=args.rebuild)  # it logs what it did
+    stats = build_tracks(args.index, settings, rebuild=args.rebuild)  # it logs what it did
+    manifest = IndexManifest.load(args.index)
+    if (
+        manifest.store_uri != "faiss"
+    ):  # the Milvus rows carry their tracks: re-upload changed shards
+        from .store_sync import open_vector_store, sync_vector_store
+
+        store = open_vector_store(manifest, args.milvus_token_file, args.store_timeout, create=True)
+        try:
+            stats["vector_store"] = sync_vector_store(args.index, manifest, store)
+        finally:
+            store.close()
+    return stats
 
 
 def run_eval_tracks(args) -> Dict[str, object]:

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .vector_index import VectorIndexParams
-from .vector_store import SearchFilter, StoreSpec
+from .vector_store import SearchFilter, StoreSpec, VectorStore
 
 __all__ = ["MilvusStore", "milvus_index_params"]
 
@@ -81,7 +81,7 @@ def _connect(spec: StoreSpec, token: str, timeout: float):
     return client
 
 
-class MilvusStore:
+class MilvusStore(VectorStore):
     """
     Args:
         spec: a milvus-lite or milvus :class:`StoreSpec`.
@@ -273,6 +273,12 @@ class MilvusStore:
                 for i in range(a, min(a + batch, len(keys)))
             ]
             self.client.upsert(self.name, rows, timeout=self.timeout)
+
+    def add(self, keys, vectors, sources, time_s, score, track) -> None:
+        """:meth:`upsert` of rows outside any shard (shard -1)."""
+        self.upsert(np.asarray(keys, np.int64), np.asarray(vectors, np.float32), list(sources),
+                    np.asarray(time_s, np.float64), np.asarray(score, np.float32),
+                    np.asarray(track, np.int64), -1)  # fmt: skip
 
     def delete_shard(self, shard: int) -> None:
         self._load()

@@ -19,6 +19,7 @@ Shape shorthand:
     N: stored vectors; Q: queries; D: embedding dimension; K: hits per query.
 """
 
+import abc
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ __all__ = [
     "FaissStore",
     "SearchFilter",
     "StoreSpec",
+    "VectorStore",
     "parse_store_uri",
     "read_token",
     "row_key",
@@ -237,7 +239,37 @@ def _group_first(ids: np.ndarray, sims: np.ndarray, groups: np.ndarray, k: int):
     return sims[keep], ids[keep]
 
 
-class FaissStore:
+class VectorStore(abc.ABC):
+    """
+    What every backend does: rows (a stable int64 key, a vector, the filter fields) in, the
+    best rows per query out, with the filters and the grouping applied before the top-k.
+    """
+
+    kind = ""
+
+    @abc.abstractmethod
+    def add(self, keys, vectors, sources, time_s, score, track) -> None:
+        """Store rows: ``keys`` [n] int64, ``vectors`` [n, D], ``sources`` n strings,
+        ``time_s`` [n] (NaN: still image), ``score`` [n], ``track`` [n] int64 grouping keys."""
+
+    @abc.abstractmethod
+    def search(self, queries, k, filters=None, one_per_track=False):
+        """Per query (``queries`` [Q, D]) the ``k`` best rows passing ``filters`` (at most one
+        per track with ``one_per_track``): (sims, keys), lists of [K'] arrays, best first."""
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """Rows stored."""
+
+    @abc.abstractmethod
+    def drop(self) -> None:
+        """Remove every row (and the store's own structures)."""
+
+    def close(self) -> None:
+        """Release the connection (nothing to do in-process)."""
+
+
+class FaissStore(VectorStore):
     """
     The faiss backend's search: a faiss index whose id i is row i of the index's shards (in
     the order the index covers them), with the rows' filter fields.
@@ -266,6 +298,34 @@ class FaissStore:
 
     def count(self) -> int:
         return int(self.index.ntotal)
+
+    def add(self, keys, vectors, sources, time_s, score, track) -> None:
+        """Append rows; faiss numbers its vectors, so ``keys`` must be the next row numbers
+        (``count()`` onwards)."""
+        keys = np.asarray(keys, np.int64)
+        n0 = self.count()
+        if not np.array_equal(keys, np.arange(n0, n0 + len(keys))):
+            raise ValueError(f"faiss store: keys must be the next rows {n0}..{n0 + len(keys) - 1}")
+        index_of = {s: i for i, s in enumerate(self.sources)}
+        for s in sources:
+            if s not in index_of:
+                index_of[s] = len(self.sources)
+                self.sources.append(s)
+        self.index.add(np.ascontiguousarray(vectors, np.float32).reshape(len(keys), -1))
+        self.source_index = np.r_[self.source_index, [index_of[s] for s in sources]].astype(
+            np.int64
+        )
+        self.time_s = np.r_[self.time_s, np.asarray(time_s, np.float64)]
+        self.score = np.r_[self.score, np.asarray(score, np.float32)]
+        if self.track is not None or n0 == 0:
+            base = self.track if self.track is not None else np.zeros(0, np.int64)
+            self.track = np.r_[base, np.asarray(track, np.int64)]
+
+    def drop(self) -> None:
+        self.index.reset()
+        self.sources, self.source_index = [], np.zeros(0, np.int64)
+        self.time_s, self.score = np.zeros(0), np.zeros(0, np.float32)
+        self.track = None
 
     def _params(self, selector):
         if isinstance(self.index, faiss.IndexHNSW):
@@ -328,6 +388,3 @@ class FaissStore:
             sims_out.append(s.astype(np.float32))
             rows_out.append(i.astype(np.int64))
         return sims_out, rows_out
-
-    def close(self) -> None:
-        pass

@@ -94,6 +94,58 @@ class TestStoreUri(unittest.TestCase):
             SearchFilter(time_min=3, time_max=1)
 
 
+class TestStoreInterface(unittest.TestCase):
+    """Both backends through the same interface (add, search with filters, count, drop) on 400
+    random rows: the same rows in the same order."""
+
+    def test_add_search_count_drop(self):
+        import faiss
+
+        from ian_d2.search.vector_store import FaissStore
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((400, 32)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        sources = [f"cam{i % 4}" for i in range(400)]
+        t = np.where(np.arange(400) % 10 == 0, np.nan, rng.uniform(0, 100, 400))
+        score = rng.uniform(0, 1, 400).astype(np.float32)
+        track = np.arange(400, dtype=np.int64) // 3  # tracks of 3 rows
+        keys = np.arange(400, dtype=np.int64)
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = parse_store_uri(f"milvus-lite://{tmp}/iface.db")
+            model = {"weights_sha256": "a", "config_sha256": "b"}
+            milvus = MilvusStore(spec, "iface", 32, model)
+            milvus.create()
+            local = FaissStore(faiss.IndexFlatIP(32), [], [], [], [])
+            for store in (local, milvus):
+                store.add(keys[:250], x[:250], sources[:250], t[:250], score[:250], track[:250])
+                store.add(keys[250:], x[250:], sources[250:], t[250:], score[250:], track[250:])
+                self.assertEqual(store.count(), 400)
+            with self.assertRaisesRegex(ValueError, "keys must be the next rows 400"):
+                local.add(keys[:1], x[:1], sources[:1], t[:1], score[:1], track[:1])
+            q = x[[3, 99, 250]] + 0.1 * rng.standard_normal((3, 32)).astype(np.float32)
+            for f in (SearchFilter(), SearchFilter(sources=("cam1", "cam3")),
+                      SearchFilter(time_min=20.0, time_max=60.0), SearchFilter(min_score=0.7)):  # fmt: skip
+                for group in (False, True):
+                    sa, ia = local.search(q, 15, f, group)
+                    sb, ib = milvus.search(q, 15, f, group)
+                    for a, b, u, v in zip(ia, ib, sa, sb):
+                        self.assertEqual(a.tolist(), b.tolist(), (f, group))
+                        np.testing.assert_allclose(u, v, atol=1e-5)
+                        self.assertEqual(len(a), 15)
+                        if group:
+                            self.assertEqual(len(set(track[a].tolist())), 15)
+                        mask = f.mask(["cam0", "cam1", "cam2", "cam3"],
+                                      [int(s[3]) for s in sources], t, score)  # fmt: skip
+                        if mask is not None:
+                            self.assertTrue(mask[a].all())
+            for store in (local, milvus):
+                store.drop()
+            self.assertEqual(local.count(), 0)
+            self.assertFalse(milvus.exists())
+            milvus.close()
+
+
 @pytest.mark.synthetic_cuhk_sysu
 class TestFaissMilvusParity(unittest.TestCase):
     @classmethod
@@ -209,6 +261,37 @@ class TestFaissMilvusParity(unittest.TestCase):
         np.testing.assert_allclose([m["similarity"] for m in exact],
                                    [m["similarity"] for m in grouped], atol=1e-5)  # fmt: skip
 
+    def test_new_tracks_reach_the_store(self):
+        """The store's rows carry their tracks: tracks changed behind its back are named at
+        start; `reindex-vectors` and the `tracks` command re-upload only the shards whose tracks
+        changed."""
+        import glob
+
+        work = os.path.join(self._tmp.name, "retrack")
+        shutil.copytree(self.milvus_dir, work)
+        db = f"milvus-lite://{self._tmp.name}/retrack.db"
+        search_main(["reindex-vectors", work, "--vector-store", db])
+        for path in glob.glob(os.path.join(work, "tracks", "*.parquet")):
+            os.remove(path)  # every video row is now a track of its own
+        with self.assertRaisesRegex(ValueError, r"shard\(s\) of the index are missing or differ"):
+            GallerySearcher(work, model=self.model)
+        from ian_d2.search.shards import read_shard_items
+
+        n_video = sum(any(it.frame >= 0 for it in read_shard_items(p)) for p in list_shards(work))
+        self.assertGreater(n_video, 2)  # the shards holding video frames
+        res = search_main(["reindex-vectors", work])
+        self.assertEqual(res["uploaded"], n_video)
+        stats = search_main(["tracks", work])  # tracks built again: their shards go up again
+        self.assertEqual(stats["vector_store"]["uploaded"], n_video)
+        self.assertEqual(search_main(["tracks", work])["vector_store"]["uploaded"], 0)
+        a, b = GallerySearcher(self.faiss_dir, model=self.model), GallerySearcher(
+            work, model=self.model
+        )
+        self.addCleanup(b.close)
+        self.assertSameRanking(
+            a.search(self.queries, 8, None, True), b.search(self.queries, 8, None, True)
+        )
+
     def test_query_command_with_filters(self):
         out = os.path.join(self._tmp.name, "q")
         cam2 = os.path.join(self.videos, "cam2.avi")
@@ -245,10 +328,17 @@ class TestMilvusLiteIndex(unittest.TestCase):
         cls.cfg = make_cfg(cls.weights)
         cls.model = load_search_model(cls.cfg)
         cls.gallery = cls.synthetic.images
+        cls.base = os.path.join(tmp, "base")  # faiss; copied by the tests that change it
+        cls.index(cls, cls.base)
 
     @classmethod
     def tearDownClass(cls):
         cls._tmp.cleanup()
+
+    def copy_base(self, name):
+        out = os.path.join(self._tmp.name, name)
+        shutil.copytree(self.base, out)
+        return out
 
     def index(self, out, **kw):
         kw.setdefault("score_thresh", 0.5)
@@ -297,8 +387,8 @@ class TestMilvusLiteIndex(unittest.TestCase):
 
     def test_other_model_or_size_refused(self):
         tmp = self._tmp.name
-        out, db = os.path.join(tmp, "mine"), f"milvus-lite://{tmp}/shared.db"
-        self.index(out, vector_store=db, milvus_collection="people")
+        out, db = self.copy_base("mine"), f"milvus-lite://{tmp}/shared.db"
+        search_main(["reindex-vectors", out, "--vector-store", db, "--milvus-collection", "people"])
         m = IndexManifest.load(out)
         other = IndexManifest(**{**m.__dict__, "model": {**m.model, "weights_sha256": "f" * 64}})
         with self.assertRaisesRegex(
@@ -318,8 +408,7 @@ class TestMilvusLiteIndex(unittest.TestCase):
 
     def test_interrupted_upload_resumes(self):
         tmp = self._tmp.name
-        out = os.path.join(tmp, "resume")
-        self.index(out)  # faiss
+        out = self.copy_base("resume")  # faiss
         db = f"milvus-lite://{tmp}/resume.db"
         calls = []
         real = MilvusStore.upsert
