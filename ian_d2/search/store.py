@@ -9,7 +9,8 @@ Layout of an index folder::
     INDEX/vectors/flat.json              which shards it covers, in which order (row ids)
 
 Shards are the source of truth; vector indexes are derived from them and rebuilt or extended
-when shards are added. A shard is written to a temporary file and renamed: a shard file is
+when shards are added. With a Milvus vector store (``index --vector-store milvus...``, recorded
+in the manifest) the vectors live in Milvus instead of ``vectors/`` (:mod:`.store_sync`). A shard is written to a temporary file and renamed: a shard file is
 complete or absent, so an interrupted run loses at most the batch it was working on, and
 ``--resume`` skips every item of every committed shard.
 

@@ -121,8 +121,8 @@ class SearchFilter:
             keep &= wanted[np.asarray(source_index)] if len(wanted) else False
         t = np.asarray(time_s, np.float64)
         if self.time_min is not None or self.time_max is not None:
-            with np.errstate(invalid="ignore"):
-                keep &= t >= (self.time_min if self.time_min is not None else 0.0)
+            with np.errstate(invalid="ignore"):  # video times are >= 0; NaN: a still image
+                keep &= t >= max(self.time_min or 0.0, 0.0)
                 if self.time_max is not None:
                     keep &= t <= self.time_max
         if self.min_score is not None:
@@ -136,7 +136,7 @@ class SearchFilter:
         if self.sources is not None:
             parts.append(f"source in [{', '.join(json.dumps(s) for s in self.sources)}]")
         if self.time_min is not None or self.time_max is not None:
-            parts.append(f"time_s >= {float(self.time_min or 0.0)!r}")
+            parts.append(f"time_s >= {max(float(self.time_min or 0.0), 0.0)!r}")
             if self.time_max is not None:
                 parts.append(f"time_s <= {float(self.time_max)!r}")
         if self.min_score is not None:
