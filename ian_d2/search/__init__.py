@@ -1,7 +1,8 @@
 """Search your own footage: a persistent gallery index of images and videos, and queries on it.
 
 ``python -m ian_d2.search index`` runs the model once over a gallery and stores every detection
-(source, frame, time, box, score, embedding) in Parquet shards plus a faiss vector index;
+(source, frame, time, box, score, embedding) in Parquet shards plus a vector store (a faiss
+index in the folder, or Milvus: :mod:`.vector_store`);
 ``python -m ian_d2.search query`` embeds a given query box and ranks the whole index in
 milliseconds. See ``store`` for the on-disk format.
 
@@ -26,6 +27,9 @@ _MODULE_OF = {
     "GallerySearcher": ".searcher",
     "check_query_box": ".searcher",
     "write_ranking": ".searcher",
+    "SearchFilter": ".vector_store",
+    "VectorStore": ".vector_store",
+    "reindex_vectors": ".store_sync",
 }
 
 __all__ = sorted(_MODULE_OF)

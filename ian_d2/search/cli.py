@@ -23,6 +23,16 @@ Examples::
     # index with a model exported by `python -m ian_d2.export` (no Detectron2 needed)
     python -m ian_d2.search index --backend onnx --exported-model exported/ \\
         --gallery footage/ --out my_index
+    # vectors in Milvus (a local Milvus Lite file, or a server: token from a file or
+    # $IAN_D2_MILVUS_TOKEN), filters applied in the store; rebuild a store from the shards
+    python -m ian_d2.search index ... --out my_index --vector-store milvus-lite://vectors.db
+    python -m ian_d2.search query my_index --query-image q.jpg --query-box 244 115 282 214 \
+        --source footage/cam1.avi --time-min 60 --time-max 120 --min-score 0.8
+    python -m ian_d2.search reindex-vectors my_index --vector-store milvus://milvus:19530 \
+        --milvus-token-file ~/.milvus_token
+    # several machines (every machine sees --out): machine 0 and machine 1
+    python -m ian_d2.search index ... --num-machines 2 --machine-rank 0 \
+        --dist-url tcp://HOST0:29500
     # search in the browser (http://127.0.0.1:8000; docs/SEARCH_API.md)
     python -m ian_d2.search serve my_index --footage-root footage/
 """
@@ -40,6 +50,7 @@ import torch
 from .indexer import ExportedBackend, index_gallery
 from .tracks.settings import TRACKER_KINDS, TrackSettings
 from .vector_index import INDEX_KINDS, VectorIndexParams
+from .vector_store import TOKEN_ENV, SearchFilter
 
 __all__ = ["build_parser", "check_serve_args", "main", "read_queries", "run"]
 
@@ -55,6 +66,47 @@ def _vector_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--nprobe", type=int, default=None, help="ivf: cells scanned per query")
     p.add_argument("--ef-search", type=int, default=None, help="hnsw: candidates per query")
+
+
+def _store_args(p: argparse.ArgumentParser, choose: bool = True) -> None:
+    if choose:
+        p.add_argument(
+            "--vector-store",
+            metavar="URI",
+            default=None,
+            help="where the vectors live: faiss (default, the index folder), "
+            "milvus-lite://PATH.db (a local Milvus Lite file) or milvus://HOST:PORT[/DB] "
+            "(a Milvus server or cluster)",
+        )
+        p.add_argument(
+            "--milvus-collection", default=None, help="the Milvus collection (default: new name)"
+        )
+    p.add_argument(
+        "--milvus-token-file",
+        metavar="FILE",
+        default=None,
+        help=f"a file holding the Milvus server's token (else ${TOKEN_ENV}; never given on the "
+        "command line)",
+    )
+    p.add_argument(
+        "--store-timeout", type=float, default=10.0, help="seconds to wait for the Milvus server"
+    )
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", action="append", default=None, metavar="PATH",
+                   help="only detections of this image / video (a camera); repeatable")  # fmt: skip
+    p.add_argument("--time-min", type=float, default=None, help="video time from (seconds)")
+    p.add_argument("--time-max", type=float, default=None, help="video time to (seconds)")
+    p.add_argument("--min-score", type=float, default=None, help="detection score from")
+
+
+def search_filter(args) -> SearchFilter:
+    """The filters of ``query``'s command line (sources as absolute paths, as stored)."""
+    sources = None
+    if args.source:
+        sources = tuple(os.path.abspath(s) for s in args.source)
+    return SearchFilter(sources, args.time_min, args.time_max, args.min_score)
 
 
 def vector_params(args) -> Optional[VectorIndexParams]:
@@ -112,10 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not link the videos' detections into tracks (add them later with `tracks`)",
     )
+    _store_args(p)
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (launch)")
-    p.add_argument("--num-machines", type=int, default=1)
-    p.add_argument("--machine-rank", type=int, default=0)
-    p.add_argument("--dist-url", default="auto")
+    p.add_argument("--num-machines", type=int, default=1,
+                   help="machines indexing together (each sees --out)")  # fmt: skip
+    p.add_argument("--machine-rank", type=int, default=0, help="this machine: 0 .. N-1")
+    p.add_argument("--dist-url", default="auto",
+                   help="tcp://HOST:PORT of machine 0 (several machines)")  # fmt: skip
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
 
     q = sub.add_parser("query", help="rank the stored detections for a query box")
@@ -149,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
         "embedding (mean)",
     )
     _vector_args(q)
+    _store_args(q, choose=False)
+    _filter_args(q)
+
+    r = sub.add_parser(
+        "reindex-vectors",
+        help="rebuild the index's vector store from its shards (or move it to another store)",
+    )
+    r.add_argument("index", help="the index folder")
+    _store_args(r)
+    r.add_argument("--drop", action="store_true",
+                   help="Milvus: drop the collection first and upload everything")  # fmt: skip
 
     t = sub.add_parser(
         "tracks",
@@ -168,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rebuild", action="store_true",
                    help="delete the index's tracks and build them all again (needed to change "
                    "the settings)")  # fmt: skip
+    _store_args(t, choose=False)
 
     e = sub.add_parser(
         "eval-tracks",
@@ -253,6 +320,10 @@ def _index_arguments(args) -> Dict[str, object]:
         resume=args.resume,
         append=args.append,
         tracks=not args.no_tracks,
+        vector_store=args.vector_store,
+        milvus_collection=args.milvus_collection,
+        milvus_token_file=args.milvus_token_file,
+        store_timeout=args.store_timeout,
     )
 
 
@@ -324,18 +395,40 @@ def run_query(args) -> List[Dict[str, object]]:
         raise ValueError(
             "give --query-image IMG --query-box X1 Y1 X2 Y2, --queries CSV or --query-track ID"
         )
-    from .searcher import GallerySearcher, write_ranking
+    from .searcher import GallerySearcher
 
     _setup_logger()
+    filters = search_filter(args)
     searcher = GallerySearcher(
-        args.index, weights=args.weights, device=args.device, vector_params=vector_params(args)
+        args.index,
+        weights=args.weights,
+        device=args.device,
+        vector_params=vector_params(args),
+        milvus_token_file=args.milvus_token_file,
+        store_timeout=args.store_timeout,
     )
+    try:
+        results = _run_queries(args, searcher, queries, filters)
+    finally:
+        searcher.close()
+    if args.queries:
+        os.makedirs(args.output, exist_ok=True)
+        with open(os.path.join(args.output, "queries.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+def _run_queries(args, searcher, queries, filters) -> List[Dict[str, object]]:
+    from .searcher import write_ranking
+
     results = []
     for q in queries:
         if "track" in q:
-            res = searcher.query_track(q["track"], args.top_k, args.group, args.rank_by)
+            res = searcher.query_track(q["track"], args.top_k, args.group, args.rank_by, filters)
         else:
-            res = searcher.query(q["image"], q["box"], args.top_k, args.group, args.rank_by)
+            res = searcher.query(
+                q["image"], q["box"], args.top_k, args.group, args.rank_by, filters
+            )
         out = args.output if q["name"] is None else os.path.join(args.output, q["name"])
         res["files"] = write_ranking(res, out, draw=not args.no_draw)
         logger.info(
@@ -347,11 +440,24 @@ def run_query(args) -> List[Dict[str, object]]:
             out,
         )
         results.append(res)
-    if args.queries:
-        os.makedirs(args.output, exist_ok=True)
-        with open(os.path.join(args.output, "queries.json"), "w") as f:
-            json.dump(results, f, indent=1)
     return results
+
+
+def run_reindex(args) -> Dict[str, object]:
+    """``reindex-vectors``: :func:`ian_d2.search.store_sync.reindex_vectors`."""
+    from .store_sync import reindex_vectors
+
+    _console_logger()
+    out = reindex_vectors(
+        args.index,
+        args.vector_store,
+        args.milvus_collection,
+        args.milvus_token_file,
+        args.store_timeout,
+        drop=args.drop,
+    )
+    logger.info("Vector store of %s: %s", args.index, json.dumps(out))
+    return out
 
 
 def run_tracks(args) -> Dict[str, object]:
@@ -373,7 +479,19 @@ def run_tracks(args) -> Dict[str, object]:
         base = TrackSettings.load(os.path.join(args.index, TRACKS)) or TrackSettings()
         settings = base.replace(**given) if not args.rebuild else TrackSettings().replace(**given)
     _console_logger()
-    return build_tracks(args.index, settings, rebuild=args.rebuild)  # it logs what it did
+    stats = build_tracks(args.index, settings, rebuild=args.rebuild)  # it logs what it did
+    manifest = IndexManifest.load(args.index)
+    if (
+        manifest.store_uri != "faiss"
+    ):  # the Milvus rows carry their tracks: re-upload changed shards
+        from .store_sync import open_vector_store, sync_vector_store
+
+        store = open_vector_store(manifest, args.milvus_token_file, args.store_timeout, create=True)
+        try:
+            stats["vector_store"] = sync_vector_store(args.index, manifest, store)
+        finally:
+            store.close()
+    return stats
 
 
 def run_eval_tracks(args) -> Dict[str, object]:
@@ -480,6 +598,8 @@ def main(argv=None):
         return run_serve(args)
     if args.command == "tracks":
         return run_tracks(args)
+    if args.command == "reindex-vectors":
+        return run_reindex(args)
     if args.command == "eval-tracks":
         return run_eval_tracks(args)
     return run_query(args)

@@ -5,7 +5,13 @@ batched ``torch.utils.data.DataLoader`` (decoding in worker processes while the 
 keeps the detections with ``score >= score_thresh`` and commits them in shards
 (:class:`ian_d2.search.shards.ShardWriter`). Under ``torch.distributed`` (Detectron2's
 ``launch``), process r takes the items r, r + N, r + 2N, ... of the gallery and writes its own
-shards; rank 0 then brings the faiss vector index up to date.
+shards; rank 0 then brings the vector store up to date (the faiss index in the folder, or a
+Milvus collection: :mod:`ian_d2.search.vector_store`). With several machines
+(``--num-machines``), every machine sees the same index folder; a machine's processes have
+the ranks ``machine_rank * num_gpus + local rank``, so an item belongs to one process of one
+machine whatever ran before, and a killed machine's ``--resume`` redoes only its items that no
+committed shard holds. A Milvus store is checked (reachable, same embedding size and model) by
+rank 0 before anything is written, and every process stops with its error.
 
 Resume and append: the items of committed shards are skipped (``--resume`` after a crash,
 ``--append`` to add footage); only an index built by the same model can be extended.
@@ -38,7 +44,9 @@ from .manifest import IndexManifest
 from .shards import ShardWriter, committed_keys, remove_partial_shards
 from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
 from .store import update_vector_index
+from .store_sync import DEFAULT_TIMEOUT, open_vector_store, store_entry, sync_vector_store
 from .vector_index import VectorIndexParams
+from .vector_store import FAISS, parse_store_uri
 
 __all__ = [
     "EagerBackend",
@@ -163,6 +171,29 @@ def _synchronize() -> None:
         dist.barrier()
 
 
+def _on_rank0_for_all(fn: Callable[[], None]) -> None:
+    """Run ``fn`` on rank 0; a ValueError it raises is raised by every process (so that no
+    process waits for the others at a barrier)."""
+    rank, world_size = _rank_world()
+    error, failure = None, None
+    if rank == 0:
+        try:
+            fn()
+        except Exception as e:  # every process learns of it; rank 0 raises the original
+            failure = e
+            error = str(e) if isinstance(e, ValueError) else f"rank 0: {type(e).__name__}: {e}"
+    if world_size > 1:
+        import torch.distributed as dist
+
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if failure is not None:
+        raise failure
+    if error is not None:
+        raise ValueError(error)
+
+
 def _detections(out: Dict, score_thresh: float) -> Dict[str, np.ndarray]:
     inst = out["instances"].to("cpu")
     keep = inst.scores >= score_thresh
@@ -267,6 +298,8 @@ def _open_manifest(
     vector_params: Optional[VectorIndexParams],
     resume: bool,
     append: bool,
+    vector_store: Optional[str] = None,
+    collection: Optional[str] = None,
 ) -> IndexManifest:
     """The manifest of the index to write: created, or the existing one checked."""
     if IndexManifest.exists(out_dir):
@@ -291,6 +324,12 @@ def _open_manifest(
                 f"--index-type and its parameters differ from the index's "
                 f"{manifest.vector_index} ('{out_dir}')"
             )
+        if vector_store is not None and parse_store_uri(vector_store).uri != manifest.store_uri:
+            raise ValueError(
+                f"--vector-store {vector_store} differs from the index's {manifest.store_uri} "
+                f"('{out_dir}'): move the vectors with `python -m ian_d2.search reindex-vectors "
+                f"{out_dir} --vector-store {vector_store}`"
+            )
         return manifest
     if resume:
         raise ValueError(f"--resume: '{out_dir}' holds no search index to resume")
@@ -301,6 +340,7 @@ def _open_manifest(
         score_thresh=DEFAULT_SCORE_THRESH if score_thresh is None else float(score_thresh),
         fps=DEFAULT_FPS if fps is None else float(fps),
         vector_index=(vector_params or VectorIndexParams()).to_dict(),
+        vector_store=store_entry(parse_store_uri(vector_store), out_dir, fingerprint, collection),
     )
     return manifest
 
@@ -323,6 +363,10 @@ def index_gallery(
     backend=None,
     progress_callback: Optional[Callable[[int, int], None]] = None,
     tracks: bool = True,
+    vector_store: Optional[str] = None,
+    milvus_collection: Optional[str] = None,
+    milvus_token_file: Optional[str] = None,
+    store_timeout: float = DEFAULT_TIMEOUT,
 ) -> Dict[str, object]:
     """
     Index ``gallery`` into ``out_dir`` with the model of ``cfg`` (every process of a distributed
@@ -349,6 +393,13 @@ def index_gallery(
             videos' frame counts; at least ``items_done``).
         tracks: bring the tracks of the index's videos up to date at the end (main process;
             :func:`ian_d2.search.tracks.build_tracks`, with the index's track settings).
+        vector_store: where the vectors go (a new index): "faiss" (default),
+            ``milvus-lite://PATH.db`` or ``milvus://HOST:PORT[/DB]``; an existing index keeps
+            its own (None, or the same).
+        milvus_collection: a new index's Milvus collection (default: a new unique name).
+        milvus_token_file: a file with the Milvus server's token (else
+            ``$IAN_D2_MILVUS_TOKEN``).
+        store_timeout: seconds to wait for the Milvus server.
 
     Returns:
         dict: counts and times of this call (items, detections, shards, seconds).
@@ -365,8 +416,17 @@ def index_gallery(
         vector_params=vector_params,
         resume=resume,
         append=append,
+        vector_store=vector_store,
+        collection=milvus_collection,
     )
     sources = expand_gallery(gallery)
+
+    def check_store():  # before anything is written: reachable, same embedding size and model
+        store = open_vector_store(manifest, milvus_token_file, store_timeout, create=True)
+        if store is not None:
+            store.close()
+
+    _on_rank0_for_all(check_store)
     _synchronize()
     if rank == 0:
         manifest.save(out_dir)
@@ -436,13 +496,27 @@ def index_gallery(
     )
     stats["backend"] = backend.name
     _synchronize()
-    if rank == 0:
-        index, shards = update_vector_index(out_dir, manifest)
-        stats["stored_detections"] = int(index.ntotal)
-        stats["total_shards"] = len(shards)
-        if tracks:
-            from .tracks import build_tracks
 
+    def finish():  # the vector store updated once, by rank 0; the tracks
+        from .tracks import build_tracks
+
+        if manifest.store_uri == FAISS:
+            index, shards = update_vector_index(out_dir, manifest)
+            stats["stored_detections"] = int(index.ntotal)
+            stats["total_shards"] = len(shards)
+            if tracks:
+                stats["tracks"] = build_tracks(out_dir)
+            return
+        if tracks:  # first: the store holds each row's track
             stats["tracks"] = build_tracks(out_dir)
+        store = open_vector_store(manifest, milvus_token_file, store_timeout, create=True)
+        try:
+            synced = sync_vector_store(out_dir, manifest, store)
+        finally:
+            store.close()
+        stats["stored_detections"] = synced["rows"]
+        stats["vector_store"] = synced
+
+    _on_rank0_for_all(finish)
     _synchronize()
     return stats

@@ -31,6 +31,9 @@ class IndexManifest:
         score_thresh: detections with ``score >= score_thresh`` are stored.
         fps: sampling rate of videos (frames per second of video time).
         vector_index: :class:`VectorIndexParams` of the default vector index.
+        vector_store: where the vectors live: ``{"uri": "faiss"}`` (the index folder) or
+            ``{"uri": "milvus-lite://PATH.db" | "milvus://HOST:PORT[/DB]", "collection": NAME}``
+            (:mod:`.vector_store`; never a token).
         created: creation time (ISO 8601).
         format_version: :data:`FORMAT_VERSION`.
     """
@@ -39,12 +42,17 @@ class IndexManifest:
     score_thresh: float
     fps: float
     vector_index: Dict[str, object] = field(default_factory=lambda: VectorIndexParams().to_dict())
+    vector_store: Dict[str, object] = field(default_factory=lambda: {"uri": "faiss"})
     created: str = ""
     format_version: int = FORMAT_VERSION
 
     @property
     def embed_dim(self) -> int:
         return int(self.model["embed_dim"])
+
+    @property
+    def store_uri(self) -> str:
+        return str(self.vector_store.get("uri", "faiss"))
 
     @property
     def vector_params(self) -> VectorIndexParams:

@@ -2,7 +2,10 @@
 
 :class:`GallerySearcher` opens an index, rebuilds the model that built it (its stored config,
 its checkpoint, checked by hash), and ranks the stored detections by cosine similarity to the
-query box's embedding with the faiss vector index. The query embedding goes through
+query box's embedding with the index's vector store (:mod:`ian_d2.search.vector_store`: the
+faiss index of the folder, or a Milvus collection checked against the shards at start).
+Filters (:class:`~ian_d2.search.vector_store.SearchFilter`: sources, time range, minimum
+score) and one hit per track apply in the store, before the top-k. The query embedding goes through
 ``extract_query_embeddings``, the path of the evaluator's queries: the given box, pooled and
 embedded exactly as a gallery box.
 
@@ -33,10 +36,12 @@ from ..modeling import extract_query_embeddings
 from .fingerprint import model_fingerprint
 from .indexer import ImageToInput, load_search_model
 from .manifest import IndexManifest
-from .shards import read_embeddings, read_table
+from .shards import list_shards, read_embeddings, read_table
 from .sources import read_image, read_video_frames
 from .store import update_vector_index
+from .store_sync import DEFAULT_TIMEOUT, check_vector_store, open_vector_store, row_fields
 from .vector_index import VectorIndexParams, search_vectors
+from .vector_store import FAISS, FaissStore, SearchFilter, split_row_key
 
 __all__ = ["GallerySearcher", "check_query_box", "embed_boxes", "write_ranking"]
 
@@ -99,8 +104,15 @@ class GallerySearcher:
         index_dir: an index built by ``python -m ian_d2.search index``.
         weights: the index's checkpoint at another path (checked by hash).
         device: "cpu" or "cuda".
-        vector_params: another vector index kind / parameters (built if absent).
+        vector_params: another vector index kind / parameters (built if absent; faiss).
         model: an already built model of the index (tests); None builds it.
+        milvus_token_file: a file with the Milvus server's token (else
+            ``$IAN_D2_MILVUS_TOKEN``).
+        store_timeout: seconds to wait for the Milvus server.
+
+    Raises:
+        ValueError: a Milvus store that is unreachable, of another model, or that disagrees
+            with the shards (naming how; ``reindex-vectors`` repairs it).
     """
 
     def __init__(
@@ -111,6 +123,8 @@ class GallerySearcher:
         device: Optional[str] = None,
         vector_params: Optional[VectorIndexParams] = None,
         model=None,
+        milvus_token_file: Optional[str] = None,
+        store_timeout: float = DEFAULT_TIMEOUT,
     ):
         self.index_dir = index_dir
         self.manifest = IndexManifest.load(index_dir)
@@ -120,7 +134,20 @@ class GallerySearcher:
         self.model = model if model is not None else load_search_model(self.cfg)
         self.to_input = ImageToInput(self.cfg)
         params = vector_params or self.manifest.vector_params
-        self.vectors, shards = update_vector_index(index_dir, self.manifest, params)
+        self.store_uri = self.manifest.store_uri
+        self.milvus = None
+        if self.store_uri == FAISS:
+            self.vectors, shards = update_vector_index(index_dir, self.manifest, params)
+        else:
+            self.vectors, shards = None, list_shards(index_dir)
+            self.milvus = open_vector_store(self.manifest, milvus_token_file, store_timeout)
+            check = check_vector_store(self.milvus, row_fields(index_dir, shards))
+            if not check.ok:
+                self.milvus.close()
+                raise ValueError(
+                    check.describe(self.milvus.where)
+                    + f". Repair it with `python -m ian_d2.search reindex-vectors {index_dir}`"
+                )
         self.shards = shards
         self._tracks = None
         self._track_ids = None
@@ -130,16 +157,75 @@ class GallerySearcher:
         sources = table.column("source").combine_chunks().dictionary_encode()
         self.sources = sources.dictionary.to_pylist()
         self.source_index = sources.indices.to_numpy(zero_copy_only=False)
-        if len(self.table["score"]) != self.vectors.ntotal:
-            raise ValueError(
-                f"index '{index_dir}': {self.vectors.ntotal} vectors but "
-                f"{len(self.table['score'])} detection rows; delete '{index_dir}/vectors' to "
-                "rebuild the vector index"
+        counts = [pq.read_metadata(p).num_rows for p in shards]
+        self._shard_offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        self._shard_of = {}
+        for s, p in enumerate(shards):
+            rank, seq = (int(v) for v in os.path.basename(p)[1:-8].split("-"))
+            self._shard_of[(rank, seq)] = s
+        if self.vectors is not None:
+            if len(self.table["score"]) != self.vectors.ntotal:
+                raise ValueError(
+                    f"index '{index_dir}': {self.vectors.ntotal} vectors but "
+                    f"{len(self.table['score'])} detection rows; delete '{index_dir}/vectors' "
+                    "to rebuild the vector index"
+                )
+            self.store = FaissStore(
+                self.vectors,
+                self.sources,
+                self.source_index,
+                self.table["time_s"],
+                self.table["score"],
             )
+        else:
+            self.store = self.milvus
+
+    def close(self) -> None:
+        """Close the Milvus client (a Milvus Lite file is then free for another process)."""
+        if self.milvus is not None:
+            self.milvus.close()
 
     @property
     def num_detections(self) -> int:
-        return int(self.vectors.ntotal)
+        return int(len(self.table["score"]))
+
+    def rows_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        """[n] rows (in :attr:`shards` order) of a Milvus store's row keys (-1: unknown)."""
+        rank, seq, row = split_row_key(keys)
+        out = np.full(len(rank), -1, np.int64)
+        for j, (r, q, w) in enumerate(zip(rank.tolist(), seq.tolist(), row.tolist())):
+            s = self._shard_of.get((r, q))
+            if s is not None and w < self._shard_offsets[s + 1] - self._shard_offsets[s]:
+                out[j] = self._shard_offsets[s] + w
+        return out
+
+    def store_search(
+        self,
+        embeddings: np.ndarray,
+        top_k: int,
+        filters: Optional[SearchFilter] = None,
+        one_per_track: bool = False,
+    ):
+        """
+        The store's top-k rows per query embedding, ``filters`` and the grouping applied in the
+        store (before the top-k).
+
+        Returns:
+            (sims, rows): per query [K'] float32 similarities and [K'] int64 rows, best first.
+        """
+        if one_per_track and self.vectors is not None and self.store.track is None:
+            tracks = [r.track for r in row_fields(self.index_dir, self.shards)]
+            self.store.set_tracks(np.concatenate(tracks + [np.zeros(0, np.int64)]))
+        sims, ids = self.store.search(embeddings, top_k, filters, one_per_track)
+        if self.vectors is None:
+            ids = [self.rows_of_keys(i) for i in ids]
+            if any((i < 0).any() for i in ids):
+                raise ValueError(
+                    f"the vector store ({self.milvus.where}) returned rows of shards the index "
+                    f"does not have: run `python -m ian_d2.search reindex-vectors "
+                    f"{self.index_dir}`"
+                )
+        return sims, ids
 
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """[n, D] embeddings of given boxes [n, 4] (original image coordinates)."""
@@ -158,24 +244,45 @@ class GallerySearcher:
             "similarity": float(similarity),
         }
 
-    def search(self, embeddings: np.ndarray, top_k: int) -> List[Dict[str, object]]:
+    def search(
+        self,
+        embeddings: np.ndarray,
+        top_k: int,
+        filters: Optional[SearchFilter] = None,
+        one_per_track: bool = False,
+    ) -> List[Dict[str, object]]:
         """
         Rank the stored detections for each query embedding.
 
         Args:
             embeddings: [Q, D] query embeddings.
             top_k: matches per query.
+            filters: conditions applied in the store before the top-k.
+            one_per_track: at most one match (the most similar detection) per track; each
+                match then carries its ``track`` (as :meth:`track_match`).
 
         Returns:
             list[dict]: per query, ``matches`` (best first) and ``search_ms`` (the vector search
             time of the whole batch of queries, divided by Q).
         """
+        filters = filters if filters is not None and not filters.empty else None
         t0 = time.perf_counter()
-        sims, ids = search_vectors(self.vectors, embeddings, top_k)
+        if self.vectors is not None and filters is None and not one_per_track:
+            sims, ids = search_vectors(self.vectors, embeddings, top_k)
+        else:
+            sims, ids = self.store_search(embeddings, top_k, filters, one_per_track)
         ms = (time.perf_counter() - t0) * 1000.0 / max(len(embeddings), 1)
         out = []
+        lookup = self.tracks()[0] if one_per_track else None
         for s_row, i_row in zip(sims, ids):
-            matches = [self.match(int(i), float(s)) for s, i in zip(s_row, i_row) if i >= 0]
+            if lookup is not None:
+                matches = [
+                    self.track_match(int(lookup.track_of_row[i]), int(i), float(s))
+                    for s, i in zip(s_row, i_row)
+                    if i >= 0
+                ]
+            else:
+                matches = [self.match(int(i), float(s)) for s, i in zip(s_row, i_row) if i >= 0]
             out.append({"matches": matches, "search_ms": ms})
         return out
 
@@ -247,17 +354,18 @@ class GallerySearcher:
         )
 
     def query_track(
-        self, track_id: str, top_k: int = 10, group: str = "tracks", rank_by: str = "best"
+        self,
+        track_id: str,
+        top_k: int = 10,
+        group: str = "tracks",
+        rank_by: str = "best",
+        filters: Optional[SearchFilter] = None,
     ) -> Dict[str, object]:
         """Search with a track's mean embedding (a track of one detection: its embedding)."""
         lookup, emb = self.tracks()
         t = self.track_of_id(track_id)
         q = lookup.emb[t][None]
-        if group == "tracks":
-            result = self.search_tracks(q, top_k, rank_by)[0]
-            result["group"] = {"by": "tracks", "rank_by": rank_by}
-        else:
-            result = self.search(q, top_k)[0]
+        result = self._ranked(q, top_k, group, rank_by, filters)
         best = self.match(int(lookup.best_row[t]), 1.0)
         result["query"] = {
             "track": track_id,
@@ -325,6 +433,24 @@ class GallerySearcher:
             out.append({"matches": matches, "search_ms": ms, "total_tracks": ranking.total})
         return out
 
+    def _ranked(self, q, top_k, group, rank_by, filters) -> Dict[str, object]:
+        """The result of one query embedding ``q`` [1, D]: per detection, or per track (in the
+        store when it filters or is not faiss; else exact, :meth:`search_tracks`)."""
+        filters = filters if filters is not None and not filters.empty else None
+        if group != "tracks":
+            return self.search(q, top_k, filters)[0]
+        if filters is None and self.vectors is not None:
+            result = self.search_tracks(q, top_k, rank_by)[0]
+        elif rank_by != "best":
+            raise ValueError(
+                "--rank-by mean ranks every track's mean embedding in-process: it works with "
+                "the faiss store and no filter; in the store a track ranks by its best detection"
+            )
+        else:
+            result = self.search(q, top_k, filters, one_per_track=True)[0]
+        result["group"] = {"by": "tracks", "rank_by": rank_by}
+        return result
+
     def query(
         self,
         image: str,
@@ -332,19 +458,17 @@ class GallerySearcher:
         top_k: int = 10,
         group: str = "none",
         rank_by: str = "best",
+        filters: Optional[SearchFilter] = None,
     ) -> Dict[str, object]:
         """Search for the person in ``box`` of the image file ``image``; ``group`` "tracks":
-        one match per track, ranked by ``rank_by`` (:meth:`search_tracks`)."""
+        one match per track, ranked by ``rank_by`` (:meth:`search_tracks`); ``filters``
+        applied in the store before the top-k."""
         if group not in ("none", "tracks"):
             raise ValueError(f"group must be 'none' or 'tracks', not {group!r}")
         img = read_image(image)
         b = check_query_box(box, img.shape, f"query image '{image}'")
         emb = self.embed(img, b[None])
-        if group == "tracks":
-            result = self.search_tracks(emb, top_k, rank_by)[0]
-            result["group"] = {"by": "tracks", "rank_by": rank_by}
-        else:
-            result = self.search(emb, top_k)[0]
+        result = self._ranked(emb, top_k, group, rank_by, filters)
         result["query"] = {"image": os.path.abspath(image), "box": [float(v) for v in b]}
         result["index"] = os.path.abspath(self.index_dir)
         result["stored_detections"] = self.num_detections

@@ -9,7 +9,8 @@ Layout of an index folder::
     INDEX/vectors/flat.json              which shards it covers, in which order (row ids)
 
 Shards are the source of truth; vector indexes are derived from them and rebuilt or extended
-when shards are added. A shard is written to a temporary file and renamed: a shard file is
+when shards are added. With a Milvus vector store (``index --vector-store milvus...``, recorded
+in the manifest) the vectors live in Milvus instead of ``vectors/`` (:mod:`.store_sync`). A shard is written to a temporary file and renamed: a shard file is
 complete or absent, so an interrupted run loses at most the batch it was working on, and
 ``--resume`` skips every item of every committed shard.
 
@@ -80,12 +81,14 @@ __all__ = [
     "read_table",
     "remove_partial_shards",
     "update_vector_index",
+    "vector_paths",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-def _vector_paths(index_dir: str, kind: str) -> Tuple[str, str]:
+def vector_paths(index_dir: str, kind: str) -> Tuple[str, str]:
+    """(faiss file, state file) of the ``kind`` vector index of an index folder."""
     base = os.path.join(index_dir, VECTORS, kind)
     return base + ".faiss", base + ".json"
 
@@ -102,7 +105,7 @@ def update_vector_index(
         (faiss.Index, list[str]): the index and the shards its row ids follow, in order.
     """
     params = params or manifest.vector_params
-    faiss_path, state_path = _vector_paths(index_dir, params.kind)
+    faiss_path, state_path = vector_paths(index_dir, params.kind)
     shards = list_shards(index_dir)
     names = [os.path.basename(s) for s in shards]
     covered: List[str] = []
