@@ -33,7 +33,7 @@ import torch
 import tqdm
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .fingerprint import model_fingerprint
+from .fingerprint import exported_variant, inference_variant, model_fingerprint
 from .manifest import IndexManifest
 from .shards import ShardWriter, committed_keys, remove_partial_shards
 from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
@@ -192,6 +192,10 @@ class EagerBackend:
     def fingerprint(self) -> Dict:
         return model_fingerprint(self.cfg)
 
+    def variant(self) -> Dict[str, str]:
+        """The eager model: float32, ``MODEL.ROI_HEADS.EMBED_BOXES`` of the config."""
+        return inference_variant(self.cfg)
+
     def image_to_input(self):
         return ImageToInput(self.cfg)
 
@@ -234,6 +238,10 @@ class ExportedBackend:
             )
         return model
 
+    def variant(self) -> Dict[str, str]:
+        """The export's precision and ``embed_boxes`` (its manifest)."""
+        return exported_variant(self.manifest)
+
     def image_to_input(self):
         from ..export.runtime import Preprocessor
 
@@ -261,7 +269,9 @@ class ExportedBackend:
 def _open_manifest(
     out_dir: str,
     fingerprint: Dict,
+    variant: Dict[str, str],
     *,
+    allow_variant_mismatch: bool,
     fps: Optional[float],
     score_thresh: Optional[float],
     vector_params: Optional[VectorIndexParams],
@@ -277,6 +287,7 @@ def _open_manifest(
             )
         manifest = IndexManifest.load(out_dir)
         manifest.check_model(fingerprint, out_dir)
+        manifest.check_variant(variant, out_dir, allow_variant_mismatch)
         for name, given, stored in (
             ("--fps", fps, manifest.fps),
             ("--score-thresh", score_thresh, manifest.score_thresh),
@@ -301,6 +312,7 @@ def _open_manifest(
         score_thresh=DEFAULT_SCORE_THRESH if score_thresh is None else float(score_thresh),
         fps=DEFAULT_FPS if fps is None else float(fps),
         vector_index=(vector_params or VectorIndexParams()).to_dict(),
+        variant=dict(variant),
     )
     return manifest
 
@@ -323,6 +335,7 @@ def index_gallery(
     backend=None,
     progress_callback: Optional[Callable[[int, int], None]] = None,
     tracks: bool = True,
+    allow_variant_mismatch: bool = False,
 ) -> Dict[str, object]:
     """
     Index ``gallery`` into ``out_dir`` with the model of ``cfg`` (every process of a distributed
@@ -349,6 +362,8 @@ def index_gallery(
             videos' frame counts; at least ``items_done``).
         tracks: bring the tracks of the index's videos up to date at the end (main process;
             :func:`ian_d2.search.tracks.build_tracks`, with the index's track settings).
+        allow_variant_mismatch: resume or append with a model of another variant (precision,
+            ``EMBED_BOXES``) than the index's; refused otherwise.
 
     Returns:
         dict: counts and times of this call (items, detections, shards, seconds).
@@ -360,6 +375,8 @@ def index_gallery(
     manifest = _open_manifest(
         out_dir,
         fingerprint,
+        backend.variant(),
+        allow_variant_mismatch=allow_variant_mismatch,
         fps=fps,
         score_thresh=score_thresh,
         vector_params=vector_params,

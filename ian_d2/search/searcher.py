@@ -30,7 +30,7 @@ from detectron2.utils.visualizer import Visualizer
 
 from ..config import add_ian_config
 from ..modeling import extract_query_embeddings
-from .fingerprint import model_fingerprint
+from .fingerprint import inference_variant, model_fingerprint
 from .indexer import ImageToInput, load_search_model
 from .manifest import IndexManifest
 from .shards import read_embeddings, read_table
@@ -85,6 +85,8 @@ def index_config(manifest: IndexManifest, weights: Optional[str] = None, device:
     cfg.merge_from_other_cfg(CfgNode.load_cfg(manifest.model["config_yaml"]))
     cfg.MODEL.WEIGHTS = weights or str(manifest.model["weights"])
     cfg.MODEL.DEVICE = device
+    # not in the fingerprint's config: the index's variant says which boxes it embedded
+    cfg.MODEL.ROI_HEADS.EMBED_BOXES = manifest.variant.get("embed_boxes", "proposals")
     if not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise ValueError(
             f"the index's model weights '{cfg.MODEL.WEIGHTS}' do not exist: pass --weights with "
@@ -101,6 +103,8 @@ class GallerySearcher:
         device: "cpu" or "cuda".
         vector_params: another vector index kind / parameters (built if absent).
         model: an already built model of the index (tests); None builds it.
+        allow_variant_mismatch: query an index built with another precision (an int8 or bf16
+            export) with this float32 model; refused otherwise.
     """
 
     def __init__(
@@ -111,12 +115,14 @@ class GallerySearcher:
         device: Optional[str] = None,
         vector_params: Optional[VectorIndexParams] = None,
         model=None,
+        allow_variant_mismatch: bool = False,
     ):
         self.index_dir = index_dir
         self.manifest = IndexManifest.load(index_dir)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cfg = index_config(self.manifest, weights, device)
         self.manifest.check_model(model_fingerprint(self.cfg), index_dir)
+        self.manifest.check_variant(inference_variant(self.cfg), index_dir, allow_variant_mismatch)
         self.model = model if model is not None else load_search_model(self.cfg)
         self.to_input = ImageToInput(self.cfg)
         params = vector_params or self.manifest.vector_params
