@@ -65,12 +65,13 @@ class TestInt8Export(unittest.TestCase):
         self.assertEqual([x["path"] for x in cal["images"]], self.calib)
         self.assertTrue(all(len(x["sha256"]) == 64 for x in cal["images"]))
         self.assertEqual(cal["method"], "MinMax")
-        self.assertEqual(cal["quantized_conv_nodes"], {"query": 25, "gallery": 25})
+        self.assertEqual(cal["quantized_conv_nodes"], {"query": 25, "gallery": 26})
         for report in m["checks"]["onnx"]:  # the export's own check passed, and says so
             self.assertGreaterEqual(report["query_min_cosine"], INT8_TOLERANCE["query_min_cosine"])
 
     def test_what_is_quantized(self):
-        """Backbone and res5 convolutions run on int8 inputs; the heads' Gemms stay float32."""
+        """Backbone, RPN 3x3 and res5 convolutions run on int8 inputs; the RPN's 1x1 convs and
+        the heads' Gemms stay float32."""
         for role in ("gallery", "query"):
             graph = onnx.load(os.path.join(self.out, f"{role}.onnx")).graph
             producer = {o: n for n in graph.node for o in n.output}
@@ -83,12 +84,14 @@ class TestInt8Export(unittest.TestCase):
             convs = [n for n in graph.node if n.op_type == "Conv"]
             gemms = [n for n in graph.node if n.op_type == "Gemm"]
             q = [n.name for n in convs if from_dq(n, 0) and from_dq(n, 1)]
-            self.assertEqual(len(q), 25, role)
-            self.assertTrue(all("/backbone/" in n or "/res5/" in n for n in q))
+            self.assertEqual(len(q), 26 if role == "gallery" else 25, role)
+            self.assertTrue(all(any(s in n for s in ("/backbone/", "/res5/", "/rpn_head/conv/"))
+                                for n in q))  # fmt: skip
             self.assertFalse(any(from_dq(n, 0) or from_dq(n, 1) for n in gemms))
             self.assertTrue(all(n.input[1] in init for n in gemms))  # float32 weights
-            rpn = [n for n in convs if "rpn_head" in n.name]
-            self.assertFalse(any(from_dq(n, 1) for n in rpn))
+            rpn_1x1 = [n for n in convs if "objectness" in n.name or "anchor_deltas" in n.name]
+            self.assertEqual(len(rpn_1x1), 2 if role == "gallery" else 0)
+            self.assertFalse(any(from_dq(n, 1) for n in rpn_1x1))
 
     def test_parity_within_int8_tolerance(self):
         runtime = rt.PersonSearchModel(self.out, "onnx")
