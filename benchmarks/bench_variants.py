@@ -391,17 +391,18 @@ def run_speed(args, cfg, model) -> Dict:
         }
         del runners
     # R-50 at 900x1500, random weights: one synthetic scene enlarged to 900x1500
-    scene = cv2.resize(images[0], (R50_SIZE[1], R50_SIZE[0]), interpolation=cv2.INTER_LINEAR)
-    rcfg = make_cfg(os.path.join(REPO, R50_CONFIG), "cpu", R50_SIZE, 5532)
+    size = tuple(args.r50_size)
+    scene = cv2.resize(images[0], (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    rcfg = make_cfg(os.path.join(REPO, args.r50_config), "cpu", size, 5532)
     calib = [{"image": torch.from_numpy(scene.transpose(2, 0, 1).astype(np.float32))}]
     rmodel, n_cal = build_benchmark_model(rcfg, calib, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         runners = _runners(rcfg, rmodel, args.kinds, tmp, (calib_list, args.r50_calibration))
         out["r50_900x1500"] = {
-            "weights": "random (R-50 C4, FrozenBN statistics calibrated on the input: "
+            "weights": "random (normalisation statistics calibrated on the input: "
             f"{n_cal} layers); speed only, no accuracy",
-            "config": R50_CONFIG,
-            "input": "a synthetic test scene enlarged to 900x1500",
+            "config": args.r50_config,
+            "input": f"a synthetic test scene enlarged to {size[0]}x{size[1]}",
             "int8_calibration": f"{args.r50_calibration} training images",
             "warmup_rounds": args.r50_warmup,
             "rounds": args.r50_iters,
@@ -463,10 +464,14 @@ def parse_args(argv=None):
     p.add_argument("--rng-seed", type=int, default=0, help="bootstrap RNG seed")
     p.add_argument("--speed-images", type=int, default=10, help="demo size: images per round")
     p.add_argument("--iters", type=int, default=3, help="demo size: timed rounds")
-    p.add_argument("--warmup", type=int, default=1, help="demo size: untimed rounds first")
+    p.add_argument("--warmup", type=int, default=2, help="demo size: untimed rounds first")
     p.add_argument("--r50-iters", type=int, default=3, help="900x1500: timed rounds")
     p.add_argument("--r50-warmup", type=int, default=1, help="900x1500: untimed rounds")
     p.add_argument("--r50-calibration", type=int, default=8, help="900x1500 int8: images")
+    p.add_argument("--r50-config", default=R50_CONFIG,
+                   help="the large setting's config (another one: smoke tests only)")  # fmt: skip
+    p.add_argument("--r50-size", type=int, nargs=2, default=list(R50_SIZE), metavar=("H", "W"),
+                   help="the large setting's input size (another one: smoke tests only)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="R-50 random weights")
     args = p.parse_args(argv)
     if REFERENCE not in args.kinds:

@@ -131,3 +131,36 @@ class TestEmbedBoxes(unittest.TestCase):
         manifest = IndexManifest.load(other)
         self.assertEqual(manifest.variant, {"embed_boxes": "proposals", "precision": "fp32"})
         GallerySearcher(other)  # the eager fp32 proposals model: accepted
+
+
+@pytest.mark.synthetic_cuhk_sysu
+class TestEmbedBoxesExported(unittest.TestCase):
+    def test_onnx_export_of_final_boxes(self):
+        """The exported gallery graph pools on the final boxes too: an index built with it gives
+        a stored detection's own box similarity >= 0.999 through the exported query graph."""
+        from ian_d2.export import runtime as rt
+        from ian_d2.export.exporter import export_model
+        from ian_d2.search.indexer import ExportedBackend
+
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = _save_shifting_model(os.path.join(tmp, "model.pth"))
+            cfg = make_cfg(weights, "MODEL.ROI_HEADS.EMBED_BOXES", "final")
+            out = os.path.join(tmp, "exported")
+            manifest = export_model(cfg, out, ["onnx"])  # checked against the eager model
+            self.assertEqual(manifest["embed_boxes"], "final")
+            images = sorted(glob.glob(os.path.join(self.synthetic.images, "*.jpg")))[:3]
+            index = os.path.join(tmp, "index")
+            index_gallery(None, images, index, backend=ExportedBackend(out, "onnx"),
+                          score_thresh=0.0, num_workers=0, progress=False, tracks=False)  # fmt: skip
+            self.assertEqual(
+                IndexManifest.load(index).variant, {"embed_boxes": "final", "precision": "fp32"}
+            )
+            t = pq.read_table(list_shards(index)[0]).to_pydict()
+            runtime = rt.PersonSearchModel(out, "onnx")
+            for row in (0, 5, 17):
+                box = [t[k][row] for k in ("x1", "y1", "x2", "y2")]
+                q = runtime.embed(read_image(t["source"][row]), [box])[0]
+                self.assertGreaterEqual(float(np.asarray(t["embedding"][row]) @ q), 0.999)
+            # the eager "proposals" model is another variant of this index
+            with self.assertRaisesRegex(ValueError, "embed_boxes 'proposals' vs 'final'"):
+                index_gallery(make_cfg(weights), images, index, append=True, progress=False)
