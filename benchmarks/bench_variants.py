@@ -64,6 +64,7 @@ KINDS = ("eager_fp32", "onnx_fp32", "torchscript_bf16", "onnx_int8")
 EMBED_MODES = ("proposals", "final")
 REFERENCE = "eager_fp32"
 PROTOCOLS = {"search": "gallery 100", "search_full": "full pool"}  # rescore's keys
+PER_QUERY_KEYS = {"search": "g100", "search_full": "full"}  # per_query_metrics' keys
 GALLERY_SIZES = (100, -1)
 DATASET_PREFIX = "bench_variants_synth"
 # the issue's goal: speed-up at 900x1500 and ΔmAP (gallery 100, points) of the trained model
@@ -178,8 +179,9 @@ def _prepare_dataset(data_root: str) -> Dict:
     return {"root": root, "names": names, "summary": summary, "train_images": train}
 
 
-def _evaluate(model_fn: Callable, cfg, dataset: Dict, out_dir: str) -> Dict:
-    """Run ``model_fn`` over the test set through the evaluator, then rescore per query."""
+def _evaluate(model_fn: Callable, cfg, dataset: Dict, out_dir: str, reuse: bool = False) -> Dict:
+    """Run ``model_fn`` over the test set through the evaluator (``reuse``: the evaluator's
+    files of an earlier run of the same variant instead), then rescore per query."""
     from detectron2.data import build_detection_test_loader
     from detectron2.evaluation import inference_on_dataset
     from projects.ablations.run import per_query_metrics
@@ -193,20 +195,27 @@ def _evaluate(model_fn: Callable, cfg, dataset: Dict, out_dir: str) -> Dict:
     ecfg.defrost()
     ecfg.TEST.PERSON_SEARCH.GALLERY_SIZES = [100]
     ecfg.TEST.PERSON_SEARCH.SAVE_PREDICTIONS = True
-    evaluator = PersonSearchEvaluator(name, ecfg, distributed=False, output_dir=out_dir)
-    loader = build_detection_test_loader(ecfg, name, mapper=PersonSearchDatasetMapper(ecfg, False))
-    t0 = time.perf_counter()
-    results = inference_on_dataset(model_fn, loader, evaluator)
-    seconds = time.perf_counter() - t0
+    results_file = os.path.join(out_dir, "person_search_results.json")
+    seconds = None
+    if reuse and os.path.isfile(results_file):
+        with open(results_file) as f:
+            results = json.load(f)["results"]
+    else:
+        evaluator = PersonSearchEvaluator(name, ecfg, distributed=False, output_dir=out_dir)
+        mapper = PersonSearchDatasetMapper(ecfg, False)
+        loader = build_detection_test_loader(ecfg, name, mapper=mapper)
+        t0 = time.perf_counter()
+        results = inference_on_dataset(model_fn, loader, evaluator)
+        seconds = round(time.perf_counter() - t0, 1)
     pred = os.path.join(out_dir, PREDICTIONS_FILE)
     res, settings = rescore(pred, dataset["root"], "cuhk_sysu", gallery_sizes=list(GALLERY_SIZES))
     per_query = per_query_metrics(pred, dataset["root"], {"results": res, "settings": settings})
     return {
         "search": {PROTOCOLS[k]: res[k] for k in PROTOCOLS},
         "detection": results["detection"],
-        "per_query": {PROTOCOLS[k]: per_query[k] for k in PROTOCOLS},
-        "predictions": os.path.relpath(pred, REPO),
-        "wall_seconds_contended": round(seconds, 1),
+        "per_query": {PROTOCOLS[k]: per_query[PER_QUERY_KEYS[k]] for k in PROTOCOLS},
+        "predictions": pred,
+        "wall_seconds_contended": seconds,
     }
 
 
@@ -238,6 +247,11 @@ def paired_deltas(
     return out
 
 
+def _own_reference(name: str) -> str:
+    """The eager fp32 variant with the same EMBED_BOXES as ``name``."""
+    return REFERENCE + "+final" if name.endswith("+final") else REFERENCE
+
+
 def run_accuracy(args, cfg, model) -> Dict:
     dataset = _prepare_dataset(args.data_root)
     calib_list = os.path.join(args.work_dir, "calibration_images.txt")
@@ -257,6 +271,15 @@ def run_accuracy(args, cfg, model) -> Dict:
                 records[name] = rec
                 continue
         os.makedirs(vdir, exist_ok=True)
+        spec_file = os.path.join(vdir, "spec.json")
+        reuse = os.path.isfile(spec_file) and _read(spec_file) == spec
+        write_json(spec, spec_file)
+        if reuse:  # inference finished before (the evaluator's files), the rest did not
+            rec = _evaluate(None, _variant_cfg(cfg, embed), dataset, vdir, reuse=True)
+            rec["spec"] = spec
+            write_json(rec, done)
+            records[name] = rec
+            continue
         model_fn, _ = build_variant(
             kind, embed, cfg, model, os.path.join(vdir, "export"),
             (calib_list, args.calibration_count),
@@ -277,6 +300,9 @@ def run_accuracy(args, cfg, model) -> Dict:
         }
         if name != REFERENCE:
             row["vs_eager_fp32"] = paired_deltas(ref, rec, args.resamples, args.rng_seed)
+        own = _own_reference(name)
+        if own != REFERENCE and name != own and own in records:  # what the precision costs
+            row[f"vs_{own}"] = paired_deltas(records[own], rec, args.resamples, args.rng_seed)
         table[name] = row
     return {
         "data": {
@@ -298,6 +324,11 @@ def run_accuracy(args, cfg, model) -> Dict:
         },
         "variants": table,
     }
+
+
+def _read(path: str):
+    with open(path) as f:
+        return json.load(f)
 
 
 def _sha(path: str) -> str:
@@ -418,8 +449,18 @@ def run_speed(args, cfg, model) -> Dict:
 # --------------------------------------------------------------------------------------------
 
 
+def _within(d: Dict) -> bool:
+    """|ΔmAP| within the goal and its interval covering 0."""
+    return abs(d["mean"]) <= GOAL["max_abs_delta_map"] and d["ci95"][0] <= 0 <= d["ci95"][1]
+
+
 def goal(result: Dict) -> Optional[Dict]:
-    """Which variants reach :data:`GOAL` (None until both parts are in ``result``)."""
+    """Which variants reach :data:`GOAL` (None until both parts are in ``result``).
+
+    ``meets_goal`` is the issue's test: speed-up over eager fp32 (proposals) at 900x1500 and
+    ΔmAP (gallery 100) against eager fp32 (proposals) within ±0.5, interval covering 0. A
+    ``+final`` variant that *gains* more than 0.5 fails that test; ``precision_cost_ok`` judges
+    its precision against eager fp32 with the same EMBED_BOXES instead."""
     if "accuracy" not in result or "speed" not in result:
         return None
     acc = result["accuracy"]["variants"]
@@ -430,11 +471,14 @@ def goal(result: Dict) -> Optional[Dict]:
             continue
         d = row["vs_eager_fp32"]["gallery 100"]["delta_mAP"]
         s = speed[name]["speedup_vs_eager_fp32"]
-        ok_acc = abs(d["mean"]) <= GOAL["max_abs_delta_map"] and d["ci95"][0] <= 0 <= d["ci95"][1]
+        ok_acc = _within(d)
+        own = _own_reference(name)
+        own_delta = row.get(f"vs_{own}", row["vs_eager_fp32"])["gallery 100"]["delta_mAP"]
         rows[name] = {
             "speedup_900x1500": s,
             "delta_mAP_g100": d,
             "accuracy_ok": bool(ok_acc),
+            "precision_cost_ok": bool(name == own or _within(own_delta)),
             "speed_ok": bool(s >= GOAL["min_speedup_900x1500"]),
             "meets_goal": bool(ok_acc and s >= GOAL["min_speedup_900x1500"]),
         }
