@@ -55,7 +55,16 @@ import torch
 
 from benchmarks.machine import cpu_model, load_avg, other_processes, write_json
 
-__all__ = ["EMBED_MODES", "KINDS", "RuntimeAsModel", "goal", "main", "paired_deltas", "variants"]
+__all__ = [
+    "EMBED_MODES",
+    "KINDS",
+    "RuntimeAsModel",
+    "goal",
+    "main",
+    "ort_profile",
+    "paired_deltas",
+    "variants",
+]
 
 logger = logging.getLogger("bench_variants")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -393,6 +402,35 @@ def _runners(cfg, model, kinds, work_dir: str, calibration) -> Dict[str, Callabl
     return runners
 
 
+def ort_profile(path: str, image: np.ndarray, runs: int = 1) -> Dict:
+    """Where ONNX Runtime spends its time on ``image`` ([3, h, w] float32) with the graph
+    ``path``: its profiler's node events summed per op type, as shares of the total (one warm-up
+    run, then ``runs`` profiled)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(os.path.dirname(path), "ort_profile")
+    sess = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: image}
+    sess.run(None, feed)
+    for _ in range(runs):
+        sess.run(None, feed)
+    with open(sess.end_profiling()) as f:
+        events = json.load(f)
+    per_op: Dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0.0) + float(e.get("dur", 0))
+    total = sum(per_op.values()) or 1.0
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:10]
+    return {
+        "kernel_seconds_per_run": round(total / 1e6 / (runs + 1), 3),
+        "share_by_op_type": {k: round(v / total, 3) for k, v in top},
+    }
+
+
 def run_speed(args, cfg, model) -> Dict:
     import tempfile
 
@@ -439,6 +477,16 @@ def run_speed(args, cfg, model) -> Dict:
             "rounds": args.r50_iters,
             "variants": _time_variants(runners, [scene], args.r50_warmup, args.r50_iters),
         }
+        if args.profile:  # where ONNX Runtime spends its time, float32 and int8
+            from ian_d2.export import runtime as rt
+
+            profiles = {}
+            for name in ("onnx_fp32", "onnx_int8"):
+                folder = os.path.join(tmp, name)
+                if os.path.isdir(folder):
+                    x = rt.Preprocessor(rt.read_manifest(folder))(scene)["image"]
+                    profiles[name] = ort_profile(os.path.join(folder, "gallery.onnx"), x)
+            out["r50_900x1500"]["onnxruntime_profile"] = profiles
     out["load_avg_after"] = load_avg()
     out["other_processes_at_end"] = other_processes()
     return out
@@ -517,6 +565,8 @@ def parse_args(argv=None):
     p.add_argument("--r50-size", type=int, nargs=2, default=list(R50_SIZE), metavar=("H", "W"),
                    help="the large setting's input size (another one: smoke tests only)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="R-50 random weights")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="speed: skip ONNX Runtime's profile of the 900x1500 fp32 / int8 graphs")  # fmt: skip
     args = p.parse_args(argv)
     if REFERENCE not in args.kinds:
         args.kinds.insert(0, REFERENCE)
