@@ -115,6 +115,14 @@ def add_ian_config(cfg):
     # proposals and the ground-truth boxes; paper Table II ablation).
     _C.MODEL.CENTER_LOSS.INPUT = "gt"
 
+    # Test time: which box a detection's embedding is pooled on. "proposals" (the paper's test
+    # code, and the default): the proposal that produced the detection, before box regression.
+    # "final": the regressed box kept by NMS (one more ROIAlign + res5 pass on the kept boxes, as
+    # SeqNet does), so that a stored detection queried with its own box gets similarity ~1.
+    # Training is unchanged; not part of the model fingerprint (a search index and an export
+    # record it separately, see docs/EXPORT.md).
+    _C.MODEL.ROI_HEADS.EMBED_BOXES = "proposals"
+
     # Person-search evaluation settings (TEST.PERSON_SEARCH).
     add_person_search_eval_config(_C)
 

@@ -111,6 +111,10 @@ class PersonSearchEvaluator(DatasetEvaluator):
         self._score_floor = None
         if cfg is not None and "ROI_HEADS" in cfg.MODEL:
             self._score_floor = float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
+        # the box the model pooled the gallery embeddings on, recorded in the predictions file
+        self._embed_boxes = None
+        if cfg is not None and "ROI_HEADS" in cfg.MODEL:
+            self._embed_boxes = cfg.MODEL.ROI_HEADS.get("EMBED_BOXES", None)
         self._cpu_device = torch.device("cpu")
         self.settings: Dict[str, Dict[str, object]] = {}
         self.reset()
@@ -209,6 +213,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
             self._dataset_name,
             self._options.embed_dim,
             score_floor=self._score_floor,
+            embed_boxes=self._embed_boxes,
         )
         preds.validate(self._options.embed_dim)
         # Completeness first (clear errors), before anything is written.

@@ -29,6 +29,9 @@ query_embeddings           float32 [Q, E]   L2-normalised query embeddings
 score_floor (optional)     float64 []       the model output no detection with a lower score
                                             (``MODEL.ROI_HEADS.SCORE_THRESH_TEST``); absent
                                             when unknown
+embed_boxes (optional)     str []           the box each gallery embedding was pooled on
+                                            (``MODEL.ROI_HEADS.EMBED_BOXES``: "proposals" or
+                                            "final"); absent when unknown
 =========================  ===============  ==================================================
 
 Queries are sorted by ``query_index``; gallery images keep the inference order. Every array is
@@ -100,6 +103,7 @@ class PersonSearchPredictions:
     query_boxes: np.ndarray
     query_embeddings: np.ndarray
     score_floor: Optional[float] = None
+    embed_boxes: Optional[str] = None
 
     # ------------------------------------------------------------------------------------- #
     @classmethod
@@ -111,6 +115,7 @@ class PersonSearchPredictions:
         dataset_name: str,
         embed_dim: Optional[int] = None,
         score_floor: Optional[float] = None,
+        embed_boxes: Optional[str] = None,
     ) -> "PersonSearchPredictions":
         """Assemble from the per-input entries that the evaluator's ``process`` stores.
 
@@ -123,6 +128,7 @@ class PersonSearchPredictions:
             dataset_name: registered dataset name.
             embed_dim: expected E (None: taken from the first entry with an embedding).
             score_floor: the model's own detection score threshold (None: unknown).
+            embed_boxes: the box the gallery embeddings were pooled on (None: unknown).
 
         Raises:
             ValueError: an embedding of the wrong dimension (naming the image or query), or a
@@ -201,6 +207,7 @@ class PersonSearchPredictions:
             ),
             query_embeddings=qemb,
             score_floor=None if score_floor is None else float(score_floor),
+            embed_boxes=None if embed_boxes is None else str(embed_boxes),
         )
 
     # ------------------------------------------------------------------------------------- #
@@ -381,6 +388,8 @@ def save_predictions(preds: PersonSearchPredictions, path: str) -> str:
     }
     if preds.score_floor is not None:
         arrays["score_floor"] = np.asarray(preds.score_floor, np.float64)
+    if preds.embed_boxes is not None:
+        arrays["embed_boxes"] = np.asarray(preds.embed_boxes, dtype=str)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     with _open(path, "wb") as f:
@@ -447,6 +456,7 @@ def load_predictions(path: str, validate: bool = True) -> PersonSearchPrediction
         query_boxes=arrays["query_boxes"],
         query_embeddings=arrays["query_embeddings"],
         score_floor=float(arrays["score_floor"]) if "score_floor" in arrays else None,
+        embed_boxes=str(arrays["embed_boxes"]) if "embed_boxes" in arrays else None,
     )
     if validate:
         try:

@@ -163,6 +163,8 @@ def evaluate_person_search(
         info: Dict[str, object] = {"protocol": proto.description}
         info.update(proto.settings)
         info.update(res.settings())
+        if preds.embed_boxes is not None:
+            info["embed_boxes"] = preds.embed_boxes
         settings[proto.key] = info
         _log_result(proto.key, results[proto.key], info)
 

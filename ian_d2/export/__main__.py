@@ -6,6 +6,8 @@ Examples::
         --output exported/ MODEL.WEIGHTS output/synthetic/step3/model_final.pth
     python -m ian_d2.export --format torchscript onnx --config-file configs/IAN_R50.yaml \\
         --output exported_r50/ MODEL.WEIGHTS model_final.pth
+    python -m ian_d2.export --format onnx --precision int8 --calibration-images footage_stills/ \\
+        --config-file configs/IAN_R50.yaml --output exported_int8/ MODEL.WEIGHTS model_final.pth
     python exported/runtime.py exported/ image.jpg          # runs without Detectron2
 """
 
@@ -30,8 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or both formats, written into the same folder",
     )  # fmt: skip
     p.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
-        help="bf16 (TorchScript only): backbone, RPN head and res5 in bfloat16, the rest fp32",
+        "--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+        help="bf16 (TorchScript only): backbone, RPN head and res5 in bfloat16, the rest fp32; "
+        "int8 (ONNX only): backbone and res5 convolutions quantized (ONNX Runtime, QDQ), "
+        "calibrated on --calibration-images",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibration-images", metavar="DIR_OR_LIST", default=None,
+        help="int8: a folder of images (sorted, recursive) or a .txt list of image paths, "
+        "like the gallery's",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibration-count", type=int, default=None, metavar="N",
+        help="int8: calibrate on N of them, every k-th in order (default 32)",
     )  # fmt: skip
     p.add_argument("--config-file", required=True, metavar="FILE")
     p.add_argument("--output", required=True, metavar="DIR", help="the export folder")
@@ -53,7 +66,13 @@ def main(argv=None):
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     manifest = export_model(
-        cfg, args.output, args.format, verify=args.verify, precision=args.precision
+        cfg,
+        args.output,
+        args.format,
+        verify=args.verify,
+        precision=args.precision,
+        calibration_images=args.calibration_images,
+        calibration_count=args.calibration_count,
     )
     summary = {
         "output": args.output,

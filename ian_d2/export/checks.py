@@ -95,6 +95,11 @@ def check_export_options(cfg, formats: Sequence[str], precision: str) -> List[st
             "precision bf16 is a TorchScript option: ONNX Runtime's CPU provider has no "
             "bfloat16 convolution (export ONNX in fp32)"
         )
+    if precision == "int8" and formats != ["onnx"]:
+        raise ExportError(
+            "precision int8 is an ONNX option (ONNX Runtime's static quantization): export "
+            "--format onnx alone"
+        )
     if cfg.MODEL.DEVICE != "cpu":
         raise ExportError("export on the CPU (MODEL.DEVICE cpu); the exported files run anywhere")
     return formats

@@ -30,20 +30,23 @@ files (``{gallery,query}.ts`` / ``.onnx``) and a copy of ``runtime.py``, which r
 without Detectron2 or ian_d2.
 
 This module is the orchestration (:func:`export_model`); the steps live in :mod:`.checks` (what
-can be exported), :mod:`.precision` (bf16 trunks), :mod:`.trace` (the traced functions and
-adapters), :mod:`.writers` (the files), :mod:`.manifest` and :mod:`.verify`. Their public names
+can be exported), :mod:`.precision` (bf16 trunks), :mod:`.quantize` (int8 ONNX), :mod:`.trace`
+(the traced functions and adapters), :mod:`.writers` (the files), :mod:`.manifest` and
+:mod:`.verify`. Their public names
 are re-exported here, the import path they had before the split.
 """
 
 import logging
 import os
 import uuid
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .. import register_all
 from .checks import FORMATS, ExportError, check_export_options, check_exportable
 from .manifest import build_manifest, model_file_entry, write_manifest
 from .precision import BF16_TRUNKS, PRECISIONS, bf16_trunks
+from .quantize import INT8_TOLERANCE, calibration_record, quantize_export
+from .quantize import calibration_images as list_calibration_images
 from .trace import (
     NOT_TRACED,
     gallery_inference,
@@ -65,6 +68,7 @@ from .writers import (
 __all__ = [
     "BF16_TRUNKS",
     "FORMATS",
+    "INT8_TOLERANCE",
     "ONNX_OPSET",
     "PRECISIONS",
     "TOLERANCE",
@@ -89,6 +93,8 @@ def export_model(
     model=None,
     verify: bool = True,
     precision: str = "fp32",
+    calibration_images: Optional[str] = None,
+    calibration_count: Optional[int] = None,
 ) -> Dict:
     """
     Export the gallery and query models of ``cfg`` to ``out_dir``.
@@ -100,7 +106,12 @@ def export_model(
         model: an already built eval-mode model of ``cfg`` (benchmarks, tests).
         verify: check the exported files against the eager model (see the module docstring).
         precision: "fp32", or "bf16" (TorchScript only): the convolution trunks in bfloat16,
-            see :func:`bf16_trunks`; checked against the eager model converted the same way.
+            see :func:`bf16_trunks`; checked against the eager model converted the same way;
+            or "int8" (ONNX only): the ONNX graphs quantized by ONNX Runtime (:mod:`.quantize`),
+            checked against the float32 eager model within :data:`INT8_TOLERANCE`.
+        calibration_images: int8: a folder of images or a ``.txt`` list of image paths, like
+            the gallery's (:func:`calibration_images`); required for int8, refused otherwise.
+        calibration_count: int8: how many of them (default 32, every k-th in sorted order).
 
     Returns:
         dict: the manifest written to ``out_dir/ian_d2_export.json`` (plus ``checks``: the
@@ -112,6 +123,16 @@ def export_model(
             reproduce the eager model.
     """
     formats = check_export_options(cfg, formats, precision)
+    images = None
+    if precision == "int8":
+        if not calibration_images:
+            raise ExportError(
+                "precision int8 needs --calibration-images DIR_OR_LIST (images like the "
+                "gallery's, to calibrate the activation ranges)"
+            )
+        images = list_calibration_images(calibration_images, calibration_count)
+    elif calibration_images or calibration_count:
+        raise ExportError("--calibration-images / --calibration-count are int8 options")
     if model is None:
         model = load_export_model(cfg)
     model.eval()
@@ -126,6 +147,13 @@ def export_model(
         manifest["models"][fmt] = _write_format(
             model, cfg, fmt, out_dir, export_id, tracer_warnings
         )
+        if images is not None:
+            counts = quantize_export(out_dir, manifest, images)
+            manifest["calibration"] = calibration_record(images, calibration_images, counts)
+            manifest["models"][fmt] = {
+                role: model_file_entry(os.path.join(out_dir, e["file"]))
+                for role, e in manifest["models"][fmt].items()
+            }
         if verify:
             checks[fmt] = _verify_format(model, cfg, fmt, out_dir, manifest, tracer_warnings)
     remove_stale_models(out_dir, manifest["models"])
@@ -180,6 +208,6 @@ def _verify_format(
     except Exception as e:
         error = step_failure(f"running the exported {fmt} model on another image", e)
         raise ExportError(f"{error}\n  {NOT_TRACED}{tracer_hint(tracer_warnings)}") from e
-    check_reports(reports, fmt, tracer_warnings)
+    check_reports(reports, fmt, tracer_warnings, manifest.get("precision", "fp32"))
     logger.info("Checked the %s export against the eager model: %s", fmt, reports)
     return reports

@@ -99,7 +99,13 @@ def build_manifest(cfg, model, export_id: str, precision: str) -> Dict:
         "embed_dim": int(cfg.MODEL.REID.EMBED_DIM),
         "model": model_description(cfg),
         "precision": precision,
+        # the box each gallery embedding is pooled on (MODEL.ROI_HEADS.EMBED_BOXES)
+        "embed_boxes": str(cfg.MODEL.ROI_HEADS.EMBED_BOXES),
     }
+    if cfg.MODEL.ROI_HEADS.EMBED_BOXES == "final":
+        manifest["gallery"][
+            "in_graph"
+        ] += "; embeddings pooled again on the kept, regressed boxes (EMBED_BOXES final)"
     detail = precision_detail(precision)
     if detail is not None:
         manifest["precision_detail"] = detail

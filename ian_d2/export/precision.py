@@ -1,4 +1,5 @@
-"""Reduced precision of an export (TorchScript): the convolution trunks in bfloat16."""
+"""Reduced precision of an export: the convolution trunks in bfloat16 (TorchScript); int8 (ONNX)
+is a rewrite of the exported graph, see :mod:`.quantize`."""
 
 import copy
 from typing import Optional
@@ -7,7 +8,7 @@ import torch
 
 __all__ = ["BF16_TRUNKS", "PRECISIONS", "bf16_trunks", "precision_detail"]
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 # The convolution trunks that ``precision="bf16"`` runs in bfloat16 (almost all the FLOPs).
 BF16_TRUNKS = ("backbone", "proposal_generator.rpn_head", "roi_heads.res5")
 
@@ -57,6 +58,10 @@ def bf16_trunks(model):
 
 def precision_detail(precision: str) -> Optional[str]:
     """What runs in which precision, for the manifest; None for fp32 (everything float32)."""
+    if precision == "int8":
+        from .quantize import int8_detail
+
+        return int8_detail()
     if precision != "bf16":
         return None
     return (

@@ -33,13 +33,16 @@ from .losses import (
 )
 from .reid_head import build_reid_head
 
-__all__ = ["PersonSearchROIHeads", "GT_INDEX_FIELD"]
+__all__ = ["EMBED_BOXES", "PersonSearchROIHeads", "GT_INDEX_FIELD"]
 
 logger = logging.getLogger(__name__)
 
 # Field of the sampled proposals (training only): index of the ground-truth box of the image that
 # the proposal *is* (an appended ground-truth box), -1 for RPN proposals.
 GT_INDEX_FIELD = "proposal_gt_index"
+
+# Values of MODEL.ROI_HEADS.EMBED_BOXES: which box a detection's embedding is pooled on.
+EMBED_BOXES = ("proposals", "final")
 
 # Objectness logit Detectron2 gives the appended ground-truth boxes (P(object) ~= 1).
 _GT_LOGIT = math.log((1.0 - 1e-10) / (1 - (1.0 - 1e-10)))
@@ -68,8 +71,10 @@ class PersonSearchROIHeads(Res5ROIHeads):
     the ground-truth boxes (objectness values or positions are not relied on). With
     ``keep_all_gt``, ground-truth boxes that the fg/bg sampler dropped are added back.
 
-    Inference: every detection carries ``pred_embeds`` [D], the embedding of the proposal that
-    produced it (gathered with the kept indices of ``fast_rcnn_inference``).
+    Inference: every detection carries ``pred_embeds`` [D]: with ``embed_boxes="proposals"``
+    (the paper's test code) the embedding of the proposal that produced it (gathered with the
+    kept indices of ``fast_rcnn_inference``); with ``embed_boxes="final"`` the embedding of its
+    own regressed box, pooled again after NMS (one more res5 pass on the kept boxes).
     :meth:`forward_with_given_boxes` computes the embeddings of given boxes (the query path) with
     the same code, so a box gets the same embedding on both paths.
     """
@@ -84,6 +89,7 @@ class PersonSearchROIHeads(Res5ROIHeads):
         center_loss_input: str = "gt",
         keep_all_gt: bool = True,
         loss_weight: Optional[Dict[str, float]] = None,
+        embed_boxes: str = "proposals",
         **kwargs,
     ):
         """
@@ -98,6 +104,8 @@ class PersonSearchROIHeads(Res5ROIHeads):
             keep_all_gt (bool): add back ground-truth boxes dropped by the proposal sampler.
             loss_weight (dict[str, float]): weights of the identity loss (key ``loss_reid``) and
                 of the center loss (key ``loss_center``), applied to every ``loss_*`` they return.
+            embed_boxes (str): test time: "proposals" or "final", the box a detection's
+                embedding is pooled on (see the class docstring).
             kwargs: arguments of :class:`Res5ROIHeads`.
         """
         super().__init__(**kwargs)
@@ -110,6 +118,11 @@ class PersonSearchROIHeads(Res5ROIHeads):
                 "Center loss on ground-truth boxes needs ROI_HEADS.PROPOSAL_APPEND_GT: "
                 "it will see no box."
             )
+        if embed_boxes not in EMBED_BOXES:
+            raise ValueError(
+                f"MODEL.ROI_HEADS.EMBED_BOXES {embed_boxes!r}: expected one of {EMBED_BOXES}"
+            )
+        self.embed_boxes = embed_boxes
         self.reid_head = reid_head
         self.reid_loss = reid_loss
         self.center_loss = center_loss
@@ -128,6 +141,7 @@ class PersonSearchROIHeads(Res5ROIHeads):
         ret["center_loss"]       = build_center_loss(cfg)
         ret["center_loss_input"] = cfg.MODEL.CENTER_LOSS.INPUT
         ret["keep_all_gt"]       = cfg.MODEL.REID.KEEP_ALL_GT
+        ret["embed_boxes"]       = cfg.MODEL.ROI_HEADS.EMBED_BOXES
         ret["loss_weight"]       = {
             "loss_reid": cfg.MODEL.REID.LOSS_WEIGHT,
             "loss_center": cfg.MODEL.CENTER_LOSS.WEIGHT,
@@ -324,7 +338,8 @@ class PersonSearchROIHeads(Res5ROIHeads):
 
         pooled = self._pooled_features(features, [x.proposal_boxes for x in proposals])
         predictions = self.box_predictor(pooled)
-        embeds = self.reid_head(pooled)
+        final = self.embed_boxes == "final" and not self.training
+        embeds = None if final else self.reid_head(pooled)
 
         if self.training:
             del features
@@ -347,6 +362,13 @@ class PersonSearchROIHeads(Res5ROIHeads):
             self.box_predictor.test_nms_thresh,
             self.box_predictor.test_topk_per_image,
         )
+        if final:
+            # the kept, regressed boxes (input-image coordinates), pooled and embedded again
+            pooled = self._pooled_features(features, [x.pred_boxes for x in pred_instances])
+            embeds = self.reid_head(pooled)
+            for inst, e in zip(pred_instances, embeds.split([len(x) for x in pred_instances])):
+                inst.pred_embeds = e
+            return pred_instances, {}
         embeds_per_image = embeds.split([len(p) for p in proposals])
         for inst, kept, b, s, e in zip(
             pred_instances, kept_indices, boxes, scores, embeds_per_image

@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="finish an interrupted run")
     g.add_argument("--append", action="store_true", help="add footage to an existing index")
+    p.add_argument("--allow-variant-mismatch", action="store_true",
+                   help="--resume/--append with a model of another inference variant "
+                   "(precision, MODEL.ROI_HEADS.EMBED_BOXES) than the index's")  # fmt: skip
     p.add_argument(
         "--no-tracks",
         action="store_true",
@@ -189,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-draw", action="store_true", help="JSON only, no ranking picture")
     q.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
     q.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    q.add_argument("--allow-variant-mismatch", action="store_true",
+                   help="query an index built with another inference variant (an int8 or bf16 "
+                   "export) with the float32 model")  # fmt: skip
     q.add_argument(
         "--group",
         choices=("none", "tracks"),
@@ -258,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exported-model", metavar="DIR", help="an export folder (onnx/torchscript)")
     s.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    s.add_argument("--allow-variant-mismatch", action="store_true",
+                   help="query with a model of another inference variant (precision, "
+                   "MODEL.ROI_HEADS.EMBED_BOXES) than the index's")  # fmt: skip
     s.add_argument("--footage-root", action="extend", nargs="+", default=[], metavar="DIR",
                    help="folders whose files indexing jobs may read (none: no jobs)")  # fmt: skip
     s.add_argument("--token-file", metavar="FILE",
@@ -324,6 +333,7 @@ def _index_arguments(args) -> Dict[str, object]:
         milvus_collection=args.milvus_collection,
         milvus_token_file=args.milvus_token_file,
         store_timeout=args.store_timeout,
+        allow_variant_mismatch=args.allow_variant_mismatch,
     )
 
 
@@ -406,6 +416,7 @@ def run_query(args) -> List[Dict[str, object]]:
         vector_params=vector_params(args),
         milvus_token_file=args.milvus_token_file,
         store_timeout=args.store_timeout,
+        allow_variant_mismatch=args.allow_variant_mismatch,
     )
     try:
         results = _run_queries(args, searcher, queries, filters)
@@ -580,6 +591,7 @@ def run_serve(args) -> None:
         exported_model=args.exported_model,
         weights=args.weights,
         device=args.device,
+        allow_variant_mismatch=args.allow_variant_mismatch,
         footage_roots=args.footage_root,
         token=token,
         max_upload_mb=args.max_upload_mb,

@@ -11,7 +11,24 @@ from typing import Dict
 
 from ..utils.hashing import sha256_file, sha256_text
 
-__all__ = ["config_canonical_json", "config_sha256", "model_config_yaml", "model_fingerprint"]
+__all__ = [
+    "DEFAULT_VARIANT",
+    "VARIANT_FLAG",
+    "check_variant",
+    "config_canonical_json",
+    "config_sha256",
+    "exported_variant",
+    "inference_variant",
+    "model_config_yaml",
+    "model_fingerprint",
+]
+
+#: How a model's embeddings were computed, beside its fingerprint: the box they are pooled on
+#: (``MODEL.ROI_HEADS.EMBED_BOXES``) and the numeric precision of the model that ran
+#: ("fp32", "bf16", "int8"). What an index or export without the record was built with.
+DEFAULT_VARIANT = {"embed_boxes": "proposals", "precision": "fp32"}
+#: The command-line flag that accepts a model of another variant than an index's.
+VARIANT_FLAG = "--allow-variant-mismatch"
 
 
 def model_config_yaml(cfg) -> str:
@@ -23,6 +40,9 @@ def model_config_yaml(cfg) -> str:
     c.defrost()
     c.MODEL.WEIGHTS = ""
     c.MODEL.DEVICE = "cpu"
+    # a test-time choice of the same weights, recorded as the variant (inference_variant), so
+    # that the hashes of indexes and exports made before the key existed stay valid
+    c.MODEL.ROI_HEADS.pop("EMBED_BOXES", None)
     node = CfgNode({"MODEL": c.MODEL, "INPUT": c.INPUT})
     for key in (
         "MIN_SIZE_TRAIN",
@@ -89,3 +109,64 @@ def model_fingerprint(cfg) -> Dict[str, object]:
         "embed_dim": int(cfg.MODEL.REID.EMBED_DIM),
         "config_yaml": yaml,
     }
+
+
+def inference_variant(cfg=None, precision: str = "fp32", embed_boxes=None) -> Dict[str, str]:
+    """
+    The variant of a model's embeddings: ``{"embed_boxes", "precision"}``.
+
+    Args:
+        cfg: a config (its ``MODEL.ROI_HEADS.EMBED_BOXES``); None: ``embed_boxes`` or the default.
+        precision: "fp32" (the eager model), "bf16" or "int8" (exports).
+        embed_boxes: overrides ``cfg``'s.
+    """
+    if embed_boxes is None:
+        embed_boxes = DEFAULT_VARIANT["embed_boxes"]
+        if cfg is not None:
+            embed_boxes = cfg.MODEL.ROI_HEADS.get("EMBED_BOXES", embed_boxes)
+    return {"embed_boxes": str(embed_boxes), "precision": str(precision)}
+
+
+def exported_variant(export_manifest: Dict) -> Dict[str, str]:
+    """The :func:`inference_variant` of an export (its ``ian_d2_export.json``)."""
+    return inference_variant(
+        precision=export_manifest.get("precision", DEFAULT_VARIANT["precision"]),
+        embed_boxes=export_manifest.get("embed_boxes", DEFAULT_VARIANT["embed_boxes"]),
+    )
+
+
+def check_variant(
+    stored: Dict[str, str], given: Dict[str, str], where: str, allow: bool = False
+) -> None:
+    """
+    Refuse a model whose variant (:func:`inference_variant`) differs from what built ``where``.
+
+    Args:
+        stored: the variant of the index (missing keys: :data:`DEFAULT_VARIANT`).
+        given: the variant of the model about to embed queries or images.
+        where: what the stored variant belongs to, for the message ("index 'x'").
+        allow: only log the difference (the user said so with :data:`VARIANT_FLAG`).
+
+    Raises:
+        ValueError: naming each difference, unless ``allow``.
+    """
+    import logging
+
+    stored = dict(DEFAULT_VARIANT, **(stored or {}))
+    given = dict(DEFAULT_VARIANT, **(given or {}))
+    diff = [
+        f"{k} {given[k]!r} vs {stored[k]!r}"
+        for k in sorted(DEFAULT_VARIANT)
+        if given[k] != stored[k]
+    ]
+    if not diff:
+        return
+    text = f"{where} was built with another inference variant: " + "; ".join(diff)
+    if allow:
+        logging.getLogger(__name__).warning("%s (accepted: %s)", text, VARIANT_FLAG)
+        return
+    raise ValueError(
+        text + f". Similarities across variants are not those of one model: use a model of the "
+        f"index's variant (the export of that precision, MODEL.ROI_HEADS.EMBED_BOXES "
+        f"{stored['embed_boxes']}), or pass {VARIANT_FLAG} to accept it."
+    )

@@ -39,7 +39,7 @@ import torch
 import tqdm
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .fingerprint import model_fingerprint
+from .fingerprint import exported_variant, inference_variant, model_fingerprint
 from .manifest import IndexManifest
 from .shards import ShardWriter, committed_keys, remove_partial_shards
 from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items
@@ -223,6 +223,10 @@ class EagerBackend:
     def fingerprint(self) -> Dict:
         return model_fingerprint(self.cfg)
 
+    def variant(self) -> Dict[str, str]:
+        """The eager model: float32, ``MODEL.ROI_HEADS.EMBED_BOXES`` of the config."""
+        return inference_variant(self.cfg)
+
     def image_to_input(self):
         return ImageToInput(self.cfg)
 
@@ -265,6 +269,10 @@ class ExportedBackend:
             )
         return model
 
+    def variant(self) -> Dict[str, str]:
+        """The export's precision and ``embed_boxes`` (its manifest)."""
+        return exported_variant(self.manifest)
+
     def image_to_input(self):
         from ..export.runtime import Preprocessor
 
@@ -292,7 +300,9 @@ class ExportedBackend:
 def _open_manifest(
     out_dir: str,
     fingerprint: Dict,
+    variant: Dict[str, str],
     *,
+    allow_variant_mismatch: bool,
     fps: Optional[float],
     score_thresh: Optional[float],
     vector_params: Optional[VectorIndexParams],
@@ -310,6 +320,7 @@ def _open_manifest(
             )
         manifest = IndexManifest.load(out_dir)
         manifest.check_model(fingerprint, out_dir)
+        manifest.check_variant(variant, out_dir, allow_variant_mismatch)
         for name, given, stored in (
             ("--fps", fps, manifest.fps),
             ("--score-thresh", score_thresh, manifest.score_thresh),
@@ -341,6 +352,7 @@ def _open_manifest(
         fps=DEFAULT_FPS if fps is None else float(fps),
         vector_index=(vector_params or VectorIndexParams()).to_dict(),
         vector_store=store_entry(parse_store_uri(vector_store), out_dir, fingerprint, collection),
+        variant=dict(variant),
     )
     return manifest
 
@@ -367,6 +379,7 @@ def index_gallery(
     milvus_collection: Optional[str] = None,
     milvus_token_file: Optional[str] = None,
     store_timeout: float = DEFAULT_TIMEOUT,
+    allow_variant_mismatch: bool = False,
 ) -> Dict[str, object]:
     """
     Index ``gallery`` into ``out_dir`` with the model of ``cfg`` (every process of a distributed
@@ -400,6 +413,8 @@ def index_gallery(
         milvus_token_file: a file with the Milvus server's token (else
             ``$IAN_D2_MILVUS_TOKEN``).
         store_timeout: seconds to wait for the Milvus server.
+        allow_variant_mismatch: resume or append with a model of another variant (precision,
+            ``EMBED_BOXES``) than the index's; refused otherwise.
 
     Returns:
         dict: counts and times of this call (items, detections, shards, seconds).
@@ -411,6 +426,8 @@ def index_gallery(
     manifest = _open_manifest(
         out_dir,
         fingerprint,
+        backend.variant(),
+        allow_variant_mismatch=allow_variant_mismatch,
         fps=fps,
         score_thresh=score_thresh,
         vector_params=vector_params,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict
 
 from ..utils.io import atomic_write
+from .fingerprint import DEFAULT_VARIANT, check_variant
 from .vector_index import VectorIndexParams
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SHARDS", "VECTORS", "IndexManifest"]
@@ -36,6 +37,9 @@ class IndexManifest:
             (:mod:`.vector_store`; never a token).
         created: creation time (ISO 8601).
         format_version: :data:`FORMAT_VERSION`.
+        variant: how the embeddings were computed (``embed_boxes``, ``precision``; see
+            :func:`ian_d2.search.fingerprint.inference_variant`); an index written before the
+            record existed reads as :data:`~ian_d2.search.fingerprint.DEFAULT_VARIANT`.
     """
 
     model: Dict[str, object]
@@ -45,6 +49,7 @@ class IndexManifest:
     vector_store: Dict[str, object] = field(default_factory=lambda: {"uri": "faiss"})
     created: str = ""
     format_version: int = FORMAT_VERSION
+    variant: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VARIANT))
 
     @property
     def embed_dim(self) -> int:
@@ -123,3 +128,11 @@ class IndexManifest:
                 + "; ".join(problems)
                 + ". Query or append with the index's own model, or build a new index."
             )
+
+    def check_variant(self, variant: Dict[str, str], index_dir: str, allow: bool = False) -> None:
+        """
+        Raises:
+            ValueError: ``variant`` (of the model about to embed) differs from the index's,
+                unless ``allow`` (see :func:`ian_d2.search.fingerprint.check_variant`).
+        """
+        check_variant(self.variant, variant, f"index '{index_dir}'", allow)

@@ -33,7 +33,7 @@ from detectron2.utils.visualizer import Visualizer
 
 from ..config import add_ian_config
 from ..modeling import extract_query_embeddings
-from .fingerprint import model_fingerprint
+from .fingerprint import inference_variant, model_fingerprint
 from .indexer import ImageToInput, load_search_model
 from .manifest import IndexManifest
 from .shards import list_shards, read_embeddings, read_table
@@ -90,6 +90,8 @@ def index_config(manifest: IndexManifest, weights: Optional[str] = None, device:
     cfg.merge_from_other_cfg(CfgNode.load_cfg(manifest.model["config_yaml"]))
     cfg.MODEL.WEIGHTS = weights or str(manifest.model["weights"])
     cfg.MODEL.DEVICE = device
+    # not in the fingerprint's config: the index's variant says which boxes it embedded
+    cfg.MODEL.ROI_HEADS.EMBED_BOXES = manifest.variant.get("embed_boxes", "proposals")
     if not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise ValueError(
             f"the index's model weights '{cfg.MODEL.WEIGHTS}' do not exist: pass --weights with "
@@ -109,6 +111,8 @@ class GallerySearcher:
         milvus_token_file: a file with the Milvus server's token (else
             ``$IAN_D2_MILVUS_TOKEN``).
         store_timeout: seconds to wait for the Milvus server.
+        allow_variant_mismatch: query an index built with another precision (an int8 or bf16
+            export) with this float32 model; refused otherwise.
 
     Raises:
         ValueError: a Milvus store that is unreachable, of another model, or that disagrees
@@ -125,12 +129,14 @@ class GallerySearcher:
         model=None,
         milvus_token_file: Optional[str] = None,
         store_timeout: float = DEFAULT_TIMEOUT,
+        allow_variant_mismatch: bool = False,
     ):
         self.index_dir = index_dir
         self.manifest = IndexManifest.load(index_dir)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cfg = index_config(self.manifest, weights, device)
         self.manifest.check_model(model_fingerprint(self.cfg), index_dir)
+        self.manifest.check_variant(inference_variant(self.cfg), index_dir, allow_variant_mismatch)
         self.model = model if model is not None else load_search_model(self.cfg)
         self.to_input = ImageToInput(self.cfg)
         params = vector_params or self.manifest.vector_params

@@ -335,6 +335,31 @@ class TestCuhkSysuEvaluator(_DatasetCase):
                 preds = load_predictions(os.path.join(out, PREDICTIONS_FILE))
                 self.assertEqual(preds.score_floor, model_thresh)
 
+    def test_embed_boxes_recorded(self):
+        """The predictions file and the search settings say which box the gallery embeddings
+        were pooled on (MODEL.ROI_HEADS.EMBED_BOXES); without a model config: unknown."""
+        from ian_d2.config import add_ian_config
+
+        cfg = get_cfg()
+        add_ian_config(cfg)
+        cfg.MODEL.REID.EMBED_DIM = EMBED_DIM
+        for mode in ("final", "proposals", None):
+            if mode is not None:
+                cfg.MODEL.ROI_HEADS.EMBED_BOXES = mode
+            with self.subTest(mode=mode), tempfile.TemporaryDirectory() as out:
+                if mode is None:
+                    run_evaluator(self.dataset, self.records, self.oracle_outputs, out)
+                else:
+                    ev = PersonSearchEvaluator(self.dataset, cfg, False, out)
+                    ev.process(self.records, self.oracle_outputs)
+                    ev.evaluate()
+                    search = [k for k in ev.settings if k.startswith("search")]
+                    self.assertTrue(search)
+                    for k in search:
+                        self.assertEqual(ev.settings[k]["embed_boxes"], mode)
+                preds = load_predictions(os.path.join(out, PREDICTIONS_FILE))
+                self.assertEqual(preds.embed_boxes, mode)
+
     def test_embed_dim_from_config(self):
         cfg = get_cfg()
         add_person_search_eval_config(cfg)

@@ -107,6 +107,7 @@ def create_app(
     device: Optional[str] = None,
     model=None,
     embedder=None,
+    allow_variant_mismatch: bool = False,
     footage_roots: Sequence[str] = (),
     token: Optional[str] = None,
     max_upload_mb: float = 20.0,
@@ -125,6 +126,8 @@ def create_app(
         device: pytorch: "cpu" or "cuda" (default: cuda if available).
         model: pytorch: the index's already built model (tests).
         embedder: an already loaded :mod:`.embedder` model (tests; replaces the above).
+        allow_variant_mismatch: accept a model of another inference variant (precision,
+            ``EMBED_BOXES``) than the index's for queries (indexing jobs still refuse it).
         footage_roots: folders whose files jobs may index (none: no jobs).
         token: the API's secret (None: no check; only for a loopback service).
         max_upload_mb: the size limit of uploaded images.
@@ -141,6 +144,7 @@ def create_app(
         embedder = load_embedder(
             index_dir, state.manifest, backend=backend, exported_model=exported_model,
             weights=weights, device=device, model=model,
+            allow_variant_mismatch=allow_variant_mismatch,
         )  # fmt: skip
     roots = []
     for root in footage_roots:

@@ -116,6 +116,9 @@ class ExportedEmbedder:
     def fingerprint(self) -> Dict:
         return self._indexing.fingerprint()
 
+    def variant(self) -> Dict[str, str]:
+        return self._indexing.variant()
+
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """[n, D] float32 L2-normalised embeddings of ``boxes`` [n, 4] (XYXY pixels) of
         ``image_bgr`` [H, W, 3] uint8."""
@@ -135,9 +138,10 @@ def load_embedder(
     weights: Optional[str] = None,
     device: Optional[str] = None,
     model=None,
+    allow_variant_mismatch: bool = False,
 ):
     """
-    The model of an index, checked against its fingerprint.
+    The model of an index, checked against its fingerprint and its inference variant.
 
     Args:
         index_dir, manifest: the index.
@@ -146,6 +150,7 @@ def load_embedder(
         weights: pytorch: the index's checkpoint at another path (checked by hash).
         device: pytorch: "cpu" or "cuda" (default: cuda if available).
         model: pytorch: the already built model (tests).
+        allow_variant_mismatch: accept another precision / ``EMBED_BOXES`` than the index's.
 
     Raises:
         ValueError: another model than the index's, missing files, inconsistent options.
@@ -155,15 +160,17 @@ def load_embedder(
             raise ValueError(f"--backend {backend} needs --exported-model DIR")
         embedder = ExportedEmbedder(exported_model, backend)
         manifest.check_model(embedder.fingerprint(), index_dir)
+        manifest.check_variant(embedder.variant(), index_dir, allow_variant_mismatch)
         return embedder
     if exported_model:
         raise ValueError("--exported-model needs --backend onnx or torchscript")
     import torch
 
-    from ..fingerprint import model_fingerprint
+    from ..fingerprint import inference_variant, model_fingerprint
     from ..searcher import index_config
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = index_config(manifest, weights, device)
     manifest.check_model(model_fingerprint(cfg), index_dir)
+    manifest.check_variant(inference_variant(cfg), index_dir, allow_variant_mismatch)
     return EagerEmbedder(cfg, model)
