@@ -31,7 +31,7 @@ from tests.repo_scripts import QUICK_CONFIG
 from tests.search_testing import SMALL_OPTS, make_cfg, save_model
 
 
-@pytest.mark.slow  # export + quantization + index: ~30 s
+# export + quantization + index: ~10 s; in the fast tier (issue 23 asks `make test` to run it)
 @pytest.mark.synthetic_cuhk_sysu
 class TestInt8Export(unittest.TestCase):
     @classmethod

@@ -33,7 +33,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+# in the fast tier (about 35 s): issue 22 asks `make test` to run it
 @pytest.mark.synthetic_cuhk_sysu
 class TestIndexTwoMachines(unittest.TestCase):
     @classmethod
