@@ -78,7 +78,7 @@ import torch
 
 from benchmarks.machine import cpu_model, load_avg, other_processes, write_json
 from ian_d2.data.synthetic import generate_video
-from ian_d2.search.fingerprint import model_fingerprint
+from ian_d2.search.fingerprint import inference_variant, model_fingerprint
 from ian_d2.search.indexer import ImageToInput, _open_manifest, index_gallery, load_search_model
 from ian_d2.search.manifest import IndexManifest
 from ian_d2.search.searcher import embed_boxes, index_config
@@ -194,6 +194,8 @@ def build_stand_in_index(
     manifest = _open_manifest(
         index_dir,
         model_fingerprint(cfg),
+        inference_variant(cfg),
+        allow_variant_mismatch=False,
         fps=fps,
         score_thresh=0.0,  # the small random model's scores are low: keep every detection
         vector_params=VectorIndexParams(kind=vector_kind),

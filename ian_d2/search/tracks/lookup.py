@@ -133,8 +133,9 @@ def track_lookup(
     counts = np.bincount(track_of_row, minlength=num).astype(np.int64)
     first_time = np.full(num, np.inf)
     last_time = np.full(num, -np.inf)
-    np.minimum.at(first_time, track_of_row, time_s)
-    np.maximum.at(last_time, track_of_row, time_s)
+    with np.errstate(invalid="ignore"):  # still images: NaN times, kept NaN
+        np.minimum.at(first_time, track_of_row, time_s)
+        np.maximum.at(last_time, track_of_row, time_s)
     first_frame = np.full(num, np.iinfo(np.int32).max, np.int64)
     last_frame = np.full(num, -(2**31), np.int64)
     np.minimum.at(first_frame, track_of_row, frame)
