@@ -35,12 +35,12 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from ..search.sources import IMAGE_EXTENSIONS
 from ..utils.hashing import sha256_file
 from .checks import ExportError
 
 __all__ = [
     "CALIBRATION_METHOD",
-    "IMAGE_EXTENSIONS",
     "INT8_SCOPES",
     "INT8_TOLERANCE",
     "QUERY_BOXES_PER_IMAGE",
@@ -52,7 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: Module paths in the traced graphs' node names whose Conv nodes are quantized (the gallery
 #: graph names res5 ``/roi_heads/res5/...``, the query graph ``/res5/...``): the backbone, res5
 #: and the RPN's 3x3 conv (not its 1x1 objectness / anchor-delta convs).
