@@ -36,7 +36,7 @@ from ..modeling import extract_query_embeddings
 from .fingerprint import inference_variant, model_fingerprint
 from .indexer import ImageToInput, load_search_model
 from .manifest import IndexManifest
-from .shards import list_shards, read_embeddings, read_table
+from .shards import list_shards, read_embeddings, read_table, shard_number
 from .sources import read_image, read_video_frames
 from .store import update_vector_index
 from .store_sync import DEFAULT_TIMEOUT, check_vector_store, open_vector_store, row_fields
@@ -164,11 +164,8 @@ class GallerySearcher:
         self.sources = sources.dictionary.to_pylist()
         self.source_index = sources.indices.to_numpy(zero_copy_only=False)
         counts = [pq.read_metadata(p).num_rows for p in shards]
-        self._shard_offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
-        self._shard_of = {}
-        for s, p in enumerate(shards):
-            rank, seq = (int(v) for v in os.path.basename(p)[1:-8].split("-"))
-            self._shard_of[(rank, seq)] = s
+        # [S + 1] the rows of shard s are _offsets[s]:[s + 1]
+        self._offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
         if self.vectors is not None:
             if len(self.table["score"]) != self.vectors.ntotal:
                 raise ValueError(
@@ -185,6 +182,7 @@ class GallerySearcher:
             )
         else:
             self.store = self.milvus
+            self._shard_of = {shard_number(p): s for s, p in enumerate(shards)}
 
     def close(self) -> None:
         """Close the Milvus client (a Milvus Lite file is then free for another process)."""
@@ -201,8 +199,8 @@ class GallerySearcher:
         out = np.full(len(rank), -1, np.int64)
         for j, (r, q, w) in enumerate(zip(rank.tolist(), seq.tolist(), row.tolist())):
             s = self._shard_of.get((r, q))
-            if s is not None and w < self._shard_offsets[s + 1] - self._shard_offsets[s]:
-                out[j] = self._shard_offsets[s] + w
+            if s is not None and w < self._offsets[s + 1] - self._offsets[s]:
+                out[j] = self._offsets[s] + w
         return out
 
     def store_search(
@@ -220,8 +218,7 @@ class GallerySearcher:
             (sims, rows): per query [K'] float32 similarities and [K'] int64 rows, best first.
         """
         if one_per_track and self.vectors is not None and self.store.track is None:
-            tracks = [r.track for r in row_fields(self.index_dir, self.shards)]
-            self.store.set_tracks(np.concatenate(tracks + [np.zeros(0, np.int64)]))
+            self.store.set_tracks(self.tracks()[0].track_of_row)
         sims, ids = self.store.search(embeddings, top_k, filters, one_per_track)
         if self.vectors is None:
             ids = [self.rows_of_keys(i) for i in ids]
@@ -298,8 +295,6 @@ class GallerySearcher:
             from .tracks import track_lookup
 
             emb = read_embeddings(self.shards, self.manifest.embed_dim)
-            counts = [pq.read_metadata(p).num_rows for p in self.shards]
-            self._offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
             lookup = track_lookup(
                 self.index_dir,
                 [os.path.basename(p) for p in self.shards],
@@ -322,7 +317,6 @@ class GallerySearcher:
 
     def detection_id(self, row: int) -> str:
         """``<shard stem>.<row in the shard>`` of a row (as the search service names it)."""
-        self.tracks()
         s = int(np.searchsorted(self._offsets, row, side="right")) - 1
         stem = os.path.splitext(os.path.basename(self.shards[s]))[0]
         return f"{stem}.{row - int(self._offsets[s])}"

@@ -32,6 +32,7 @@ __all__ = [
     "read_shard_items",
     "read_table",
     "remove_partial_shards",
+    "shard_number",
 ]
 
 _SHARD_RE = re.compile(r"^r(\d{3})-(\d{6})\.parquet$")
@@ -48,6 +49,14 @@ META_COLUMNS = (
     "y2",
     "score",
 )
+
+
+def shard_number(name: str) -> Tuple[int, int]:
+    """(rank, seq) of a shard file name or path (``r<rank>-<seq>.parquet``)."""
+    m = _SHARD_RE.match(os.path.basename(name))
+    if not m:
+        raise ValueError(f"'{name}' is not a shard name (r<rank>-<seq>.parquet)")
+    return int(m.group(1)), int(m.group(2))
 
 
 def list_shards(index_dir: str) -> List[str]:

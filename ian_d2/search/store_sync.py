@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .manifest import IndexManifest
-from .shards import list_shards, read_embeddings, read_table
+from .shards import list_shards, read_embeddings, read_table, shard_number
 from .vector_store import FAISS, StoreSpec, parse_store_uri, read_token, row_key, track_key
 
 __all__ = [
@@ -35,14 +35,12 @@ __all__ = [
     "open_vector_store",
     "row_fields",
     "reindex_vectors",
-    "shard_number",
     "store_entry",
     "sync_vector_store",
 ]
 
 logger = logging.getLogger(__name__)
 
-_NAME_RE = re.compile(r"^r(\d{3})-(\d{6})\.parquet$")
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -61,14 +59,6 @@ def store_entry(
             f"--milvus-collection '{collection}': letters, digits and _, starting with a letter"
         )
     return {"uri": spec.uri, "collection": collection}
-
-
-def shard_number(name: str):
-    """(rank, seq) of a shard file name."""
-    m = _NAME_RE.match(os.path.basename(name))
-    if not m:
-        raise ValueError(f"'{name}' is not a shard name (r<rank>-<seq>.parquet)")
-    return int(m.group(1)), int(m.group(2))
 
 
 def _shard_int(name: str) -> int:
