@@ -50,7 +50,8 @@ import torch
 from .indexer import ExportedBackend, index_gallery
 from .tracks.settings import TRACKER_KINDS, TrackSettings
 from .vector_index import INDEX_KINDS, VectorIndexParams
-from .vector_store import TOKEN_ENV, SearchFilter
+from .store_sync import DEFAULT_TIMEOUT
+from .vector_store import FAISS, TOKEN_ENV, SearchFilter
 
 __all__ = ["build_parser", "check_serve_args", "main", "read_queries", "run"]
 
@@ -89,7 +90,10 @@ def _store_args(p: argparse.ArgumentParser, choose: bool = True) -> None:
         "command line)",
     )
     p.add_argument(
-        "--store-timeout", type=float, default=10.0, help="seconds to wait for the Milvus server"
+        "--store-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for the Milvus server",
     )
 
 
@@ -492,9 +496,7 @@ def run_tracks(args) -> Dict[str, object]:
     _console_logger()
     stats = build_tracks(args.index, settings, rebuild=args.rebuild)  # it logs what it did
     manifest = IndexManifest.load(args.index)
-    if (
-        manifest.store_uri != "faiss"
-    ):  # the Milvus rows carry their tracks: re-upload changed shards
+    if manifest.store_uri != FAISS:  # the Milvus rows carry their tracks: re-upload changed shards
         from .store_sync import open_vector_store, sync_vector_store
 
         store = open_vector_store(manifest, args.milvus_token_file, args.store_timeout, create=True)
