@@ -582,9 +582,10 @@ class TestIndexTracks(unittest.TestCase):
     def test_track_strip_picture(self):
         import cv2
 
-        from ian_d2.search.tracks.picture import longest_track, write_track_strip
+        from ian_d2.search.tracks.picture import write_track_strip
 
-        source, number = longest_track(self.full)
+        _, header, table = read_track_files(self.full)[0]
+        source, number = header["source"], table.column("track")[0].as_py()
         path = write_track_strip(self.full, source, number, os.path.join(self._tmp.name, "t.jpg"))
         image = cv2.imread(path)
         self.assertEqual(image.shape[0], 26 + 160 + 22)  # title, crops, times

@@ -15,19 +15,7 @@ from ..manifest import SHARDS
 from ..sources import read_video_frames
 from .build import read_track_files
 
-__all__ = ["longest_track", "track_strip", "write_track_strip"]
-
-
-def longest_track(index_dir: str):
-    """``(source, number)`` of the index's track with the most detections (the first of the
-    ties in track file order); None without tracks."""
-    best = None
-    for _, header, t in read_track_files(index_dir):
-        counts = t.column("num_detections").to_pylist()
-        for number, n in zip(t.column("track").to_pylist(), counts):
-            if best is None or n > best[0]:
-                best = (n, header["source"], int(number))
-    return None if best is None else best[1:]
+__all__ = ["track_strip", "write_track_strip"]
 
 
 def _crop(image: np.ndarray, box, height: int) -> np.ndarray:
