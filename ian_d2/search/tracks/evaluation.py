@@ -116,6 +116,17 @@ def match_ground_truth(gt: Sequence[Tuple[int, List[float]]], boxes: np.ndarray)
     return out
 
 
+def _persons(rows: Dict, gt_frames: Sequence) -> np.ndarray:
+    """[n] the ground-truth person each stored detection of a video matches
+    (:func:`match_ground_truth` frame by frame), -1 for none."""
+    pid = np.full(len(rows["frame"]), -1, np.int64)
+    for f in np.unique(rows["frame"]):
+        sel = np.flatnonzero(rows["frame"] == f)
+        g = gt_frames[f] if f < len(gt_frames) else []
+        pid[sel] = match_ground_truth(g, rows["boxes"][sel])
+    return pid
+
+
 def _video_data(index_dir: str, ground_truth: Dict) -> Dict[str, Dict]:
     """{video file name: frames, rows, gt} of the index's videos that have ground truth."""
     manifest = IndexManifest.load(index_dir)
@@ -242,11 +253,7 @@ def evaluate_search(
         if rows is None:
             continue
         labels = track_video(v["frames"], rows, settings, manifest.fps, manifest.embed_dim)[0]
-        pid = np.full(len(labels), -1, np.int64)
-        for f in np.unique(rows["frame"]):
-            sel = np.flatnonzero(rows["frame"] == f)
-            g = gt[name][f] if f < len(gt[name]) else []
-            pid[sel] = match_ground_truth(g, rows["boxes"][sel])
+        pid = _persons(rows, gt[name])
         parts["emb"].append(rows["emb"])
         parts["pid"].append(pid)
         parts["cam"].append(np.full(len(labels), c))
@@ -350,11 +357,7 @@ def longest_pure_track(index_dir: str, annotations: str) -> Optional[Dict[str, o
         rows = v["rows"]
         if rows is None:
             continue
-        for f in np.unique(rows["frame"]):
-            sel = np.flatnonzero(rows["frame"] == f)
-            g = gt[name][f] if f < len(gt[name]) else []
-            for i, p in zip(sel, match_ground_truth(g, rows["boxes"][sel])):
-                person_of[rows["ids"][i]] = int(p)
+        person_of.update(zip(rows["ids"], _persons(rows, gt[name]).tolist()))
     sources = {v["path"] for v in data.values()}
     best, best_key = None, None
     for _, header, t in read_track_files(index_dir):
