@@ -13,6 +13,7 @@ from typing import Dict
 from ..utils.io import atomic_write
 from .fingerprint import DEFAULT_VARIANT, check_variant
 from .vector_index import VectorIndexParams
+from .vector_store import FAISS
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SHARDS", "VECTORS", "IndexManifest"]
 
@@ -46,7 +47,7 @@ class IndexManifest:
     score_thresh: float
     fps: float
     vector_index: Dict[str, object] = field(default_factory=lambda: VectorIndexParams().to_dict())
-    vector_store: Dict[str, object] = field(default_factory=lambda: {"uri": "faiss"})
+    vector_store: Dict[str, object] = field(default_factory=lambda: {"uri": FAISS})
     created: str = ""
     format_version: int = FORMAT_VERSION
     variant: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VARIANT))
@@ -57,7 +58,7 @@ class IndexManifest:
 
     @property
     def store_uri(self) -> str:
-        return str(self.vector_store.get("uri", "faiss"))
+        return str(self.vector_store.get("uri", FAISS))
 
     @property
     def vector_params(self) -> VectorIndexParams:

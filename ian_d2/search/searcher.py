@@ -33,7 +33,7 @@ from detectron2.utils.visualizer import Visualizer
 
 from ..config import add_ian_config
 from ..modeling import extract_query_embeddings
-from .fingerprint import inference_variant, model_fingerprint
+from .fingerprint import DEFAULT_VARIANT, inference_variant, model_fingerprint
 from .indexer import ImageToInput, load_search_model
 from .manifest import IndexManifest
 from .shards import list_shards, read_embeddings, read_table, shard_number
@@ -91,7 +91,9 @@ def index_config(manifest: IndexManifest, weights: Optional[str] = None, device:
     cfg.MODEL.WEIGHTS = weights or str(manifest.model["weights"])
     cfg.MODEL.DEVICE = device
     # not in the fingerprint's config: the index's variant says which boxes it embedded
-    cfg.MODEL.ROI_HEADS.EMBED_BOXES = manifest.variant.get("embed_boxes", "proposals")
+    cfg.MODEL.ROI_HEADS.EMBED_BOXES = manifest.variant.get(
+        "embed_boxes", DEFAULT_VARIANT["embed_boxes"]
+    )
     if not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise ValueError(
             f"the index's model weights '{cfg.MODEL.WEIGHTS}' do not exist: pass --weights with "
