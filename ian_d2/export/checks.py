@@ -3,15 +3,12 @@ problem named."""
 
 from typing import List, Sequence
 
+from .errors import ExportError
 from .precision import PRECISIONS
 
 __all__ = ["FORMATS", "ExportError", "check_exportable", "check_export_options"]
 
 FORMATS = ("torchscript", "onnx")
-
-
-class ExportError(ValueError):
-    """A model that cannot be exported, or whose export does not reproduce it; says why."""
 
 
 def check_exportable(cfg) -> None:

@@ -11,11 +11,12 @@ import torch
 
 import ian_d2
 
-from ..search.fingerprint import config_sha256, model_config_yaml, model_fingerprint
+from ..utils.fingerprint import config_sha256, model_config_yaml, model_fingerprint
 from ..utils.hashing import sha256_file
 from ..utils.io import atomic_write
 from . import runtime as rt
-from .precision import precision_detail
+from .precision import bf16_detail
+from .quantize import int8_detail
 from .writers import ONNX_OPSET
 
 __all__ = ["build_manifest", "model_description", "model_file_entry", "write_manifest"]
@@ -106,9 +107,9 @@ def build_manifest(cfg, model, export_id: str, precision: str) -> Dict:
         manifest["gallery"][
             "in_graph"
         ] += "; embeddings pooled again on the kept, regressed boxes (EMBED_BOXES final)"
-    detail = precision_detail(precision)
+    detail = {"bf16": bf16_detail, "int8": int8_detail}.get(precision)
     if detail is not None:
-        manifest["precision_detail"] = detail
+        manifest["precision_detail"] = detail()
     return manifest
 
 

@@ -1,7 +1,8 @@
 """Compare an exported model's outputs with the eager model's (numpy only).
 
 Used by the exporter's check after export, the parity tests, ``benchmarks/bench_export.py`` and
-``benchmarks/gpu_check.py``. Boxes are matched by :func:`ian_d2.utils.boxes.box_iou`.
+``benchmarks/gpu/parity.py`` (the GPU check). Boxes are matched by
+:func:`ian_d2.utils.boxes.box_iou`.
 
 Shape shorthand:
     N: detections of the reference (eager) model

@@ -1,12 +1,11 @@
 """Reduced precision of an export: the convolution trunks in bfloat16 (TorchScript); int8 (ONNX)
-is a rewrite of the exported graph, see :mod:`.quantize`."""
+is a rewrite of the exported graph, see :mod:`.quantize` (the manifest asks each module for its
+own ``*_detail``)."""
 
 import copy
-from typing import Optional
-
 import torch
 
-__all__ = ["BF16_TRUNKS", "PRECISIONS", "bf16_trunks", "precision_detail"]
+__all__ = ["BF16_TRUNKS", "PRECISIONS", "bf16_detail", "bf16_trunks"]
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # The convolution trunks that ``precision="bf16"`` runs in bfloat16 (almost all the FLOPs).
@@ -56,14 +55,8 @@ def bf16_trunks(model):
     return model.eval()
 
 
-def precision_detail(precision: str) -> Optional[str]:
-    """What runs in which precision, for the manifest; None for fp32 (everything float32)."""
-    if precision == "int8":
-        from .quantize import int8_detail
-
-        return int8_detail()
-    if precision != "bf16":
-        return None
+def bf16_detail() -> str:
+    """The manifest's ``precision_detail`` of a bf16 export: what runs in which precision."""
     return (
         f"{', '.join(BF16_TRUNKS)} in bfloat16 (channels-last); anchors, box decoding, "
         "NMS, ROIAlign, box predictor and embedding head in float32"

@@ -35,9 +35,9 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from ..search.sources import IMAGE_EXTENSIONS
 from ..utils.hashing import sha256_file
-from .checks import ExportError
+from ..utils.media import IMAGE_EXTENSIONS
+from .errors import ExportError
 
 __all__ = [
     "CALIBRATION_METHOD",

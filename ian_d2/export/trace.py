@@ -18,7 +18,7 @@ from detectron2.export import TracingAdapter
 from detectron2.export.torchscript_patch import patch_builtin_len
 from detectron2.structures import Boxes, Instances
 
-from .checks import ExportError
+from .errors import ExportError
 
 __all__ = [
     "NOT_TRACED",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import runtime as rt
-from .checks import ExportError
+from .errors import ExportError
 from .parity import compare_detections
 from .trace import NOT_TRACED, example_inputs, gallery_inference, query_inference, tracer_hint
 

@@ -39,7 +39,7 @@ import torch
 import tqdm
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .fingerprint import exported_variant, inference_variant, model_fingerprint
+from ..utils.fingerprint import exported_variant, inference_variant, model_fingerprint
 from .manifest import IndexManifest
 from .shards import ShardWriter, committed_keys, remove_partial_shards
 from .sources import GalleryItem, GallerySource, expand_gallery, expected_items, iter_source_items

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict
 
 from ..utils.io import atomic_write
-from .fingerprint import DEFAULT_VARIANT, check_variant
+from ..utils.fingerprint import DEFAULT_VARIANT, check_variant
 from .vector_index import VectorIndexParams
 from .vector_store import FAISS
 
@@ -29,7 +29,7 @@ class IndexManifest:
     The ``manifest.json`` of an index.
 
     Attributes:
-        model: :func:`ian_d2.search.fingerprint.model_fingerprint` of the model that built it.
+        model: :func:`ian_d2.utils.fingerprint.model_fingerprint` of the model that built it.
         score_thresh: detections with ``score >= score_thresh`` are stored.
         fps: sampling rate of videos (frames per second of video time).
         vector_index: :class:`VectorIndexParams` of the default vector index.
@@ -39,8 +39,8 @@ class IndexManifest:
         created: creation time (ISO 8601).
         format_version: :data:`FORMAT_VERSION`.
         variant: how the embeddings were computed (``embed_boxes``, ``precision``; see
-            :func:`ian_d2.search.fingerprint.inference_variant`); an index written before the
-            record existed reads as :data:`~ian_d2.search.fingerprint.DEFAULT_VARIANT`.
+            :func:`ian_d2.utils.fingerprint.inference_variant`); an index written before the
+            record existed reads as :data:`~ian_d2.utils.fingerprint.DEFAULT_VARIANT`.
     """
 
     model: Dict[str, object]
@@ -134,6 +134,6 @@ class IndexManifest:
         """
         Raises:
             ValueError: ``variant`` (of the model about to embed) differs from the index's,
-                unless ``allow`` (see :func:`ian_d2.search.fingerprint.check_variant`).
+                unless ``allow`` (see :func:`ian_d2.utils.fingerprint.check_variant`).
         """
         check_variant(self.variant, variant, f"index '{index_dir}'", allow)

@@ -33,7 +33,7 @@ from detectron2.utils.visualizer import Visualizer
 
 from ..config import add_ian_config
 from ..modeling import extract_query_embeddings
-from .fingerprint import DEFAULT_VARIANT, inference_variant, model_fingerprint
+from ..utils.fingerprint import DEFAULT_VARIANT, inference_variant, model_fingerprint
 from .indexer import ImageToInput, load_search_model
 from .manifest import IndexManifest
 from .shards import list_shards, read_embeddings, read_table, shard_number

@@ -19,6 +19,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..utils.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
@@ -31,9 +33,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
 @dataclass(frozen=True)

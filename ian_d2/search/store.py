@@ -44,7 +44,7 @@ import os
 from typing import List, Optional, Tuple
 
 from ..utils.io import atomic_write
-from .fingerprint import model_config_yaml, model_fingerprint
+from ..utils.fingerprint import model_config_yaml, model_fingerprint
 from .manifest import FORMAT_VERSION, MANIFEST, SHARDS, VECTORS, IndexManifest
 from .shards import (
     META_COLUMNS,

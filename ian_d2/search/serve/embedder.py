@@ -166,7 +166,7 @@ def load_embedder(
         raise ValueError("--exported-model needs --backend onnx or torchscript")
     import torch
 
-    from ..fingerprint import inference_variant, model_fingerprint
+    from ...utils.fingerprint import inference_variant, model_fingerprint
     from ..searcher import index_config
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -18,7 +18,7 @@ import os
 import re
 from typing import List, Optional
 
-from ..sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from ...utils.media import IMAGE_EXTENSIONS, MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = [
     "COOKIE",
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 COOKIE = "ian_d2_session"
-MEDIA_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
 
 def is_loopback(host: str) -> bool:
