@@ -1,0 +1,83 @@
+"""``python -m ian_d2.search serve``: search an index in the browser (the HTTP API and page of
+:mod:`ian_d2.search.serve`, run by uvicorn; docs/SEARCH_API.md)."""
+
+from typing import Optional
+
+from .common import console_logger, logger, setup_d2_logger
+
+__all__ = ["NAME", "add_parser", "check_serve_args", "run"]
+
+NAME = "serve"
+
+
+def add_parser(subparsers):
+    """Add the ``serve`` subcommand and its arguments to ``subparsers``."""
+    s = subparsers.add_parser(NAME, help="search the index in the browser (HTTP API and page)")
+    s.add_argument("index", help="the index folder")
+    s.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--backend", choices=("pytorch", "onnx", "torchscript"), default="pytorch",
+                   help="pytorch: the index's Detectron2 model; onnx / torchscript: the model "
+                   "exported to --exported-model")  # fmt: skip
+    s.add_argument("--exported-model", metavar="DIR", help="an export folder (onnx/torchscript)")
+    s.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    s.add_argument("--allow-variant-mismatch", action="store_true",
+                   help="query with a model of another inference variant (precision, "
+                   "MODEL.ROI_HEADS.EMBED_BOXES) than the index's")  # fmt: skip
+    s.add_argument("--footage-root", action="extend", nargs="+", default=[], metavar="DIR",
+                   help="folders whose files indexing jobs may read (none: no jobs)")  # fmt: skip
+    s.add_argument("--token-file", metavar="FILE",
+                   help="a secret (>= 16 characters) every API client must send; required "
+                   "for a non-loopback --host")  # fmt: skip
+    s.add_argument("--max-upload-mb", type=float, default=20.0, help="uploaded image limit")
+    s.add_argument("--job-shard-size", type=int, default=256, help="jobs: items per shard")
+    s.add_argument("--job-batch-size", type=int, default=4, help="jobs: images per model call")
+    return s
+
+
+def check_serve_args(args) -> Optional[str]:
+    """The token of ``serve`` (None: no token file).
+
+    Raises:
+        ValueError: a non-loopback ``--host`` without ``--token-file``, a bad token file or
+            limits.
+    """
+    from ..serve.security import check_host, read_token_file
+
+    check_host(args.host, args.token_file)
+    if args.max_upload_mb <= 0 or args.job_shard_size < 1 or args.job_batch_size < 1:
+        raise ValueError("--max-upload-mb, --job-shard-size and --job-batch-size must be > 0")
+    return read_token_file(args.token_file) if args.token_file else None
+
+
+def run(args) -> None:
+    """``serve``: check the arguments, build the app and serve it until stopped.
+
+    Raises:
+        ValueError: see :func:`check_serve_args`.
+    """
+    token = check_serve_args(args)  # before loading anything
+    import uvicorn
+
+    from ..serve import create_app
+
+    if args.backend == "pytorch":
+        setup_d2_logger()
+    else:
+        console_logger()
+    app = create_app(
+        args.index,
+        backend=args.backend,
+        exported_model=args.exported_model,
+        weights=args.weights,
+        device=args.device,
+        allow_variant_mismatch=args.allow_variant_mismatch,
+        footage_roots=args.footage_root,
+        token=token,
+        max_upload_mb=args.max_upload_mb,
+        job_shard_size=args.job_shard_size,
+        job_batch_size=args.job_batch_size,
+    )
+    logger.info("Serving %s on http://%s:%d", args.index, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
