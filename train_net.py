@@ -17,7 +17,7 @@ import logging
 import os
 
 import detectron2.utils.comm as comm
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils.file_io import PathManager
 
@@ -25,6 +25,7 @@ import ian_d2
 from ian_d2.config import get_ian_cfg
 from ian_d2.engine import PersonSearchCheckpointer, PersonSearchTrainer, check_batch_size
 from ian_d2.modeling import resolve_num_pids
+from ian_d2.utils.comm import launch  # Detectron2's, leaving the process group at the end
 
 logger = logging.getLogger("ian_d2")
 

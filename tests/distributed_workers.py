@@ -89,6 +89,24 @@ def run_memory_modules(modules, batches):
     return out
 
 
+def teardown_worker(out_dir: str) -> None:
+    """Runs a collective; at interpreter exit, records whether torch.distributed was still
+    initialised (``exit<r>.json``): :func:`ian_d2.utils.comm.launch` must have left it."""
+    import atexit
+
+    import torch.distributed as dist
+
+    rank = comm.get_rank()
+    total = torch.ones(1)
+    dist.all_reduce(total)
+
+    def _record():
+        with open(os.path.join(out_dir, f"exit{rank}.json"), "w") as f:
+            json.dump({"sum": float(total), "initialized": dist.is_initialized()}, f)
+
+    atexit.register(_record)
+
+
 def memory_worker(out_dir: str) -> None:
     """Each process feeds its own boxes; saves what it ends with to ``rank<r>.pth``."""
     rank = comm.get_rank()

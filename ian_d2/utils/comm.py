@@ -8,6 +8,11 @@ update must be computed from the boxes of ALL processes, in the same order every
 * :func:`all_gather_rows` concatenates a variable number of rows per process in rank order;
 * :func:`broadcast_from_main` makes every process use rank 0's random draw.
 
+:func:`launch` is Detectron2's ``launch`` whose processes leave ``torch.distributed`` cleanly
+(:func:`destroy_process_groups`) when their function returns: a gloo process group left alive at
+interpreter exit is torn down by the C++ runtime with its threads still joinable, and the process
+may abort ("terminate called without an active exception", SIGABRT) after its work succeeded.
+
 With one process both return their input and run no collective, so single-process training is
 unchanged. Every process must call them the same number of times, in the same order (they are
 collectives): callers never skip them on a process whose slice happens to be empty.
@@ -18,17 +23,74 @@ Shape shorthand:
 """
 
 import logging
-from typing import Tuple
+from datetime import timedelta
+from typing import Callable, Optional, Sequence, Tuple
 
 from .. import _d2  # noqa: F401  (Detectron2 first, see ian_d2._d2)
 import torch
 import torch.distributed as dist
 
+from detectron2.engine.launch import DEFAULT_TIMEOUT
+from detectron2.engine.launch import launch as _d2_launch
 from detectron2.utils import comm
 
-__all__ = ["all_gather_rows", "broadcast_from_main", "is_distributed"]
+__all__ = [
+    "all_gather_rows",
+    "broadcast_from_main",
+    "destroy_process_groups",
+    "is_distributed",
+    "launch",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def launch(
+    main_func: Callable,
+    num_gpus_per_machine: int,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: Optional[str] = None,
+    args: Sequence = (),
+    timeout: timedelta = DEFAULT_TIMEOUT,
+) -> None:
+    """
+    Detectron2's :func:`detectron2.engine.launch` (same arguments), with each process's process
+    groups destroyed when ``main_func`` returns (:func:`destroy_process_groups`). With one
+    process in all, ``main_func(*args)`` runs in this process, as in Detectron2.
+
+    ``main_func`` must be importable by name (a module-level function): the processes are
+    spawned.
+    """
+    _d2_launch(
+        _run_then_leave,
+        num_gpus_per_machine,
+        num_machines=num_machines,
+        machine_rank=machine_rank,
+        dist_url=dist_url,
+        args=(main_func, tuple(args)),
+        timeout=timeout,
+    )
+
+
+def _run_then_leave(main_func: Callable, args: Tuple) -> None:
+    """One process of :func:`launch`: ``main_func(*args)``, then leave the process groups (not
+    on an exception: the process ends with it, and another process may wait in a collective)."""
+    main_func(*args)
+    destroy_process_groups()
+
+
+def destroy_process_groups() -> None:
+    """
+    Leave ``torch.distributed``: wait for every process (a barrier, so that no process tears
+    down its end while another still exchanges with it), then destroy every process group
+    (joins the gloo / NCCL threads while the interpreter is whole). A no-op when
+    ``torch.distributed`` is not initialised.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    comm.synchronize()
+    dist.destroy_process_group()
 
 
 def is_distributed() -> bool:
