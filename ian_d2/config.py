@@ -13,6 +13,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from . import register_all
+from .adapt.config import add_adapt_config
 from .evaluation.config import add_person_search_eval_config
 
 __all__ = ["add_ian_config", "get_ian_cfg"]
@@ -20,8 +21,8 @@ __all__ = ["add_ian_config", "get_ian_cfg"]
 
 def add_ian_config(cfg):
     """
-    Add the IAN keys (``MODEL.REID``, ``MODEL.CENTER_LOSS``, ``TEST.PERSON_SEARCH``) to ``cfg``
-    in place.
+    Add the IAN keys (``MODEL.REID``, ``MODEL.CENTER_LOSS``, ``TEST.PERSON_SEARCH``,
+    ``ADAPT``) to ``cfg`` in place.
 
     Args:
         cfg (CfgNode): a config, typically from ``detectron2.config.get_cfg()``.
@@ -125,6 +126,8 @@ def add_ian_config(cfg):
 
     # Person-search evaluation settings (TEST.PERSON_SEARCH).
     add_person_search_eval_config(_C)
+    # Adaptation to unlabeled footage (ADAPT, python -m ian_d2.adapt).
+    add_adapt_config(_C)
 
     register_all()
 
