@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ian_d2.adapt.footage import FootageError, read_footage
+from ian_d2.adapt.footage import read_footage
 from ian_d2.adapt.memory import centroids
 from ian_d2.adapt.rounds import MANIFEST, adapt, round_dir
 from ian_d2.data.datasets.builtin import get_num_train_pids
