@@ -5,6 +5,8 @@ Example::
     python -m ian_d2.data.synthetic --format cuhk_sysu --out datasets/cuhk_sysu_synth --size small
     python -m ian_d2.data.synthetic --format prw --out datasets/prw_synth --size tiny --seed 3
     python -m ian_d2.data.synthetic --format video --out datasets/video_synth --size small
+    python -m ian_d2.data.synthetic --format video --site target --out datasets/target_video
+    python -m ian_d2.data.synthetic --format target-site --out datasets/synthetic_target
 """
 
 import argparse
@@ -15,6 +17,7 @@ from typing import List, Optional
 from .cuhk_sysu_writer import generate_cuhk_sysu
 from .presets import SIZES
 from .prw_writer import generate_prw
+from .site_dataset import generate_target_site
 from .video import generate_video
 
 __all__ = ["build_parser", "main"]
@@ -31,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
             "identity is their appearance) and write it in the exact on-disk format of "
             "CUHK-SYSU or PRW, so that the real loaders read it unchanged, or (--format video) "
             "two camera videos (cam1.avi, cam2.avi, MJPG) of people walking, with per-frame "
-            "person boxes in annotations.json. "
+            "person boxes in annotations.json (--site target: the second site, 4 cameras with "
+            "another look and population), or (--format target-site) the target site as a "
+            "person-search dataset: train/ and test/ footage with disjoint identities, sampled "
+            "frames, COCO JSONs, a cross-camera protocol and a datasets.json list. "
             "Same seed -> byte-identical output."
         ),
         epilog=(
@@ -41,11 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
             "CUHK-SYSU only: ablation (1,300 images, 300 test identities = 300 queries, "
             "galleries 50-400 and the 520-image pool; the test set of make ablations). "
             "Video, at 10 fps: tiny (320x240, 3 s, 4 identities), small (640x360, 8 s, "
-            "6 identities), default (640x360, 10 s, 10 identities); seconds."
+            "6 identities), default (640x360, 10 s, 10 identities); seconds. "
+            "Target site (video --site target and target-site), 4 cameras at 5 fps: tiny "
+            "(320x240, 16 s, 8 identities; seconds), small (640x360, 60 s, 24 identities), "
+            "default (640x360, 10 min, 160 identities walking 3 times; minutes, a few GB for "
+            "target-site: see docs/DATASETS.md)."
         ),
     )
     p.add_argument(
-        "--format", required=True, choices=("cuhk_sysu", "prw", "video"), help="output format"
+        "--format",
+        required=True,
+        choices=("cuhk_sysu", "prw", "video", "target-site"),
+        help="output format",
     )
     p.add_argument("--out", required=True, help="output folder (the dataset root)")
     p.add_argument(
@@ -92,6 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
         "longer unless --duration or --num-images is given)",
     )
     p.add_argument(
+        "--site",
+        choices=("source", "target"),
+        help="video: the site filmed (default source: the two street cameras, output unchanged; "
+        "target: the second site, for adaptation)",
+    )
+    p.add_argument(
+        "--cameras",
+        type=int,
+        help="video and target-site: number of cameras (source: 2; target: 4 to 8, default 4)",
+    )
+    p.add_argument(
+        "--sample-fps",
+        type=float,
+        default=2.0,
+        help="target-site: frames sampled per second of video (default: 2)",
+    )
+    p.add_argument(
+        "--name",
+        default="synthetic_target",
+        help="target-site: registered name prefix in OUT/datasets.json (default: "
+        "synthetic_target -> synthetic_target_train, synthetic_target_test)",
+    )
+    p.add_argument(
         "--gallery-sizes",
         type=int,
         nargs="+",
@@ -123,20 +159,24 @@ def main(argv: Optional[List[str]] = None) -> dict:
         workers=args.workers,
     )
     start = time.perf_counter()
-    if args.format != "video" and (
+    videos = ("video", "target-site")
+    if args.format not in videos and (
         args.fps is not None
         or args.duration is not None
         or args.occluder is not None
         or args.passes is not None
+        or args.site is not None
+        or args.cameras is not None
     ):
-        logger.warning("--fps / --duration / --occluder / --passes only apply to video")
-    if args.format == "video":
-        if args.gallery_sizes or args.zero_size_boxes is not None or args.workers is not None:
-            logger.warning("--gallery-sizes / --zero-size-boxes / --workers do not apply to video")
-        summary = generate_video(
-            args.out,
-            size=args.size,
-            seed=args.seed,
+        logger.warning(
+            "--fps / --duration / --occluder / --passes / --site / --cameras only apply to video"
+        )
+    if args.format in videos and args.size == "ablation":
+        raise SystemExit("--size ablation is a CUHK-SYSU preset; video sizes: tiny, small, default")
+    if args.format in videos:
+        if args.gallery_sizes or args.zero_size_boxes is not None:
+            logger.warning("--gallery-sizes / --zero-size-boxes do not apply to video")
+        video_args = dict(
             num_frames=args.num_images,
             num_identities=args.num_identities,
             frame_size=overrides["image_size"],
@@ -144,6 +184,28 @@ def main(argv: Optional[List[str]] = None) -> dict:
             duration=args.duration,
             occluder=args.occluder,
             passes=args.passes,
+            workers=args.workers,
+        )
+    if args.format == "target-site":
+        if args.site == "source":
+            raise SystemExit("--format target-site films the target site (not --site source)")
+        summary = generate_target_site(
+            args.out,
+            size=args.size,
+            seed=args.seed,
+            sample_fps=args.sample_fps,
+            num_cameras=args.cameras,
+            name=args.name,
+            **video_args,
+        )
+    elif args.format == "video":
+        summary = generate_video(
+            args.out,
+            size=args.size,
+            seed=args.seed,
+            site=args.site,
+            num_cameras=args.cameras,
+            **video_args,
         )
     elif args.format == "cuhk_sysu":
         overrides["gallery_sizes"] = tuple(args.gallery_sizes) if args.gallery_sizes else None

@@ -4,6 +4,10 @@ An identity is carried entirely by its :class:`Appearance`: clothing colours and
 skin and hair, body proportions and accessories. Every attribute is drawn from a small finite
 palette, so different identities often share some attributes (two people in navy trousers),
 while the full combination of the discrete attributes is unique per labeled identity.
+
+The clothing colours come from a :class:`ClothingPalette`: by default the one of every training
+generator (:data:`UPPER_COLORS`, :data:`LOWER_COLORS`); another site's population can wear
+another palette (see :mod:`.video_site`).
 """
 
 from dataclasses import dataclass
@@ -16,6 +20,8 @@ __all__ = [
     "UPPER_COLORS",
     "LOWER_COLORS",
     "PATTERNS",
+    "ClothingPalette",
+    "SOURCE_PALETTE",
     "sample_appearance",
     "sample_identities",
 ]
@@ -91,6 +97,23 @@ ACCESSORIES: Tuple[Tuple[str, ...], ...] = (
 
 
 @dataclass(frozen=True)
+class ClothingPalette:
+    """The named clothing colours (BGR) a population wears.
+
+    Attributes:
+        upper: Colours of the upper clothing (main and pattern colour).
+        lower: Colours of the lower clothing.
+    """
+
+    upper: Tuple[Color, ...]
+    lower: Tuple[Color, ...]
+
+
+SOURCE_PALETTE = ClothingPalette(UPPER_COLORS, LOWER_COLORS)
+"""The palette of the training generators (CUHK-SYSU, PRW, the source-site video)."""
+
+
+@dataclass(frozen=True)
 class Appearance:
     """The look of one person; everything the renderer needs to draw them.
 
@@ -142,31 +165,37 @@ def _index(rng: np.random.Generator, n: int, p=None) -> int:
     return int(rng.choice(n, p=p)) if p is not None else int(rng.integers(n))
 
 
-def sample_appearance(rng: np.random.Generator) -> Appearance:
+def sample_appearance(
+    rng: np.random.Generator, palette: Optional[ClothingPalette] = None
+) -> Appearance:
     """Sample one random appearance from the palettes.
 
     Args:
         rng: Random generator.
+        palette: Clothing colours (None: :data:`SOURCE_PALETTE`; the draws are then those of
+            a sampler without the option).
 
     Returns:
         A new :class:`Appearance`. Colours are palette colours with a small per-identity jitter,
         so identities sharing a palette entry look alike but are not pixel-identical.
     """
-    ui = _index(rng, len(UPPER_COLORS))
-    u2 = (ui + 1 + _index(rng, len(UPPER_COLORS) - 1)) % len(UPPER_COLORS)
+    pal = SOURCE_PALETTE if palette is None else palette
+    upper_colors, lower_colors = pal.upper, pal.lower
+    ui = _index(rng, len(upper_colors))
+    u2 = (ui + 1 + _index(rng, len(upper_colors) - 1)) % len(upper_colors)
     pi = _index(rng, len(PATTERNS))
     si = _index(rng, len(SLEEVES))
-    li = _index(rng, len(LOWER_COLORS))
+    li = _index(rng, len(lower_colors))
     lsi = _index(rng, len(LOWER_STYLES), p=[0.65, 0.2, 0.15])
     ai = _index(rng, len(ACCESSORIES), p=[0.4, 0.2, 0.12, 0.12, 0.08, 0.08])
     signature = (ui, u2 if pi else -1, pi, si, li, lsi, ai)
     return Appearance(
-        upper=_jitter(rng, UPPER_COLORS[ui], 10),
-        upper2=_jitter(rng, UPPER_COLORS[u2], 10),
+        upper=_jitter(rng, upper_colors[ui], 10),
+        upper2=_jitter(rng, upper_colors[u2], 10),
         pattern=PATTERNS[pi],
         stripe=float(rng.uniform(0.035, 0.07)),
         sleeves=SLEEVES[si],
-        lower=_jitter(rng, LOWER_COLORS[li], 10),
+        lower=_jitter(rng, lower_colors[li], 10),
         lower_style=LOWER_STYLES[lsi],
         skin=_jitter(rng, SKIN_TONES[_index(rng, len(SKIN_TONES))], 6),
         hair=_jitter(rng, HAIR_COLORS[_index(rng, len(HAIR_COLORS))], 6),
@@ -181,7 +210,10 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
 
 
 def sample_identities(
-    rng: np.random.Generator, n: int, taken: Optional[Set[Tuple]] = None
+    rng: np.random.Generator,
+    n: int,
+    taken: Optional[Set[Tuple]] = None,
+    palette: Optional[ClothingPalette] = None,
 ) -> List[Appearance]:
     """Sample ``n`` appearances whose discrete attribute combinations are pairwise distinct.
 
@@ -189,6 +221,7 @@ def sample_identities(
         rng: Random generator.
         n: Number of identities.
         taken: Signatures already used (updated in place), to keep several calls mutually distinct.
+        palette: Clothing colours (None: :data:`SOURCE_PALETTE`).
 
     Returns:
         A list of ``n`` appearances.
@@ -196,7 +229,7 @@ def sample_identities(
     taken = set() if taken is None else taken
     out: List[Appearance] = []
     while len(out) < n:
-        app = sample_appearance(rng)
+        app = sample_appearance(rng, palette)
         if app.signature in taken:
             continue
         taken.add(app.signature)

@@ -3,12 +3,13 @@
 A :class:`Camera` is the look of one view (its backdrop, the static clutter standing in it and
 its colour cast) and its ground-plane geometry (a pinhole at about eye level: a ground point
 ``(X, Z)``, metres to the right of and away from the camera, maps to the foot pixel and height of
-a person standing there). :func:`make_camera` draws a random street for a camera;
-:func:`occluder_columns` places the optional grey pillar in front of each view.
+a person standing there). :func:`make_camera` draws a random street for a camera of the source
+site (the target site's cameras: :mod:`.video_site`); :func:`occluder_columns` places the
+optional grey pillar in front of each view.
 """
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 
@@ -33,6 +34,10 @@ class Camera:
         style: Colour cast and lighting applied to each frame.
         focal: Focal length in pixels.
         clutter: Static objects drawn once: (foot_y, flat pixel index, BGR values) each.
+        look: Target site: the camera's :class:`~.video_site.SiteLook` (tone curve, blur,
+            noise), applied instead of ``style``; None at the source site.
+        front: Objects in front of everyone (target site): (flat pixel index [P], BGR values
+            [P, 3], XYXY boxes of the objects), or None.
     """
 
     name: str
@@ -40,6 +45,8 @@ class Camera:
     style: CameraStyle
     focal: float
     clutter: List[Tuple[float, np.ndarray, np.ndarray]]
+    look: Any = None
+    front: Any = None
 
     def project(self, x: float, z: float) -> Tuple[float, float, float]:
         """(foot x, foot y, average person height) in pixels of a ground point."""

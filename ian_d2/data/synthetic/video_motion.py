@@ -105,6 +105,8 @@ def plan_tracks(
             phase=float(rng.uniform(0.0, 2.0 * math.pi)),
             window=window,
         )
+        if cfg.site != "source":
+            tr = _crossing_window(tr, cam, W, window)
         # The camera is at about eye level, so someone walking up to it would end up filling
         # the frame: move the path back so that, while in view, it never comes closer than the
         # bottom row (same column at t_mid).
@@ -112,7 +114,7 @@ def plan_tracks(
             z_min = min(
                 (
                     z
-                    for x, z, _, _ in (tr.state(float(t)) for t in times if tr.shown(float(t)))
+                    for x, z, _, _ in (tr.state(float(t)) for t in _times(times, tr, cfg))
                     if cam.in_view(x, z)
                 ),
                 default=tr.z_mid,
@@ -121,8 +123,30 @@ def plan_tracks(
                 break
             z = tr.z_mid + (z_near - z_min)
             tr = dataclasses.replace(tr, x_mid=col * z / cam.focal, z_mid=z)
+            if cfg.site != "source":
+                tr = _crossing_window(tr, cam, W, window)
         tracks.append(tr)
     return tracks
+
+
+def _crossing_window(tr: Track, cam: Camera, width: int, window: float) -> Track:
+    """``tr`` shown only for about the time it takes to cross the view (target site).
+
+    In long footage, a walk is otherwise shown from the start of the video to its end: someone
+    walking away would stay in view, ever smaller, for minutes. A walk is shown while
+    ``|t - t_mid|`` is at most the time to walk 0.75 view widths at its depth (plus 1 s), which
+    lets a walk across the view enter and leave at the sides.
+    """
+    view_m = width * tr.z_mid / cam.focal
+    return dataclasses.replace(tr, window=min(window, 0.75 * view_m / tr.speed + 1.0))
+
+
+def _times(times: np.ndarray, tr: Track, cfg: VideoConfig):
+    """The times of ``times`` [num_frames] (seconds) at which ``tr`` is shown, as floats."""
+    if cfg.site == "source" or not math.isfinite(tr.window):
+        return (float(t) for t in times if tr.shown(float(t)))
+    lo, hi = np.searchsorted(times, [tr.t_mid - tr.window - 1.0, tr.t_mid + tr.window + 1.0])
+    return (float(t) for t in times[lo:hi] if tr.shown(float(t)))
 
 
 def walk_pose(heading: float, phase: float) -> Pose:

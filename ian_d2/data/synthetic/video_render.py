@@ -1,12 +1,13 @@
 """Rendering the synthetic videos: each camera's frames and the boxes of the people in them.
 
 A frame composites, depth-sorted by foot row, the camera's static clutter and the walkers shown
-at that time over its backdrop; then the occluder pillar (if any) in front of everything, the
-camera's colour cast and per-frame sensor noise. A person's annotation is the box of the drawn
-figure, clipped to the frame, and the fraction of its pixels left visible.
+at that time over its backdrop; then the occluder pillar (if any) and the camera's own
+occluders (target site) in front of everything, the camera's colour cast and per-frame sensor
+noise (target site: its look, :func:`.video_site.finish_frame`). A person's annotation is the
+box of the drawn figure, clipped to the frame, and the fraction of its pixels left visible.
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from .scene import _composite
 from .video_camera import OCCLUDER_BGR, Camera, occluder_columns
 from .video_config import VideoConfig
 from .video_motion import Track, walk_pose
+from .video_site import finish_frame
 from .video_writer import open_video_writer
 
 __all__ = ["render_camera", "render_frame"]
@@ -28,15 +30,16 @@ def render_camera(
     apps: Dict[int, Appearance],
     cfg: VideoConfig,
     path: str,
-    seed: int,
+    key: Sequence[int],
 ) -> List[List[Dict[str, Any]]]:
-    """Render the walks ``tracks`` through ``cam`` (camera number ``ci`` of the run of ``seed``)
-    and write its video to ``path``; returns the annotations of each frame."""
+    """Render the walks ``tracks`` through ``cam`` (camera number ``ci`` of the run whose
+    random streams start with ``key``, e.g. ``[seed]``) and write its video to ``path``;
+    returns the annotations of each frame."""
     writer = open_video_writer(path, cfg.fps, cfg.frame_size, cfg.quality)
     frames = []
     try:
         for i in range(cfg.num_frames):
-            noise_rng = np.random.default_rng([int(seed), 304, ci, i])
+            noise_rng = np.random.default_rng([int(k) for k in key] + [304, ci, i])
             img, annos = render_frame(cam, tracks, apps, i / cfg.fps, noise_rng, cfg)
             writer.write(img)
             frames.append(annos)
@@ -94,6 +97,9 @@ def render_frame(
         x0, x1 = occluder_columns(cfg)
         img[:, x0:x1] = np.asarray(OCCLUDER_BGR, np.float32)
         owner[:, x0:x1] = -1
+    if cam.front is not None:  # the camera's own pillars and posts
+        flat_img[cam.front[0]] = cam.front[1]
+        flat_owner[cam.front[0]] = -1
 
     counts = np.bincount(owner[owner >= 0].ravel(), minlength=len(people))
     annos = []
@@ -108,6 +114,8 @@ def render_frame(
         )
     annos.sort(key=lambda a: a["person_id"])
 
+    if cam.look is not None:
+        return finish_frame(img, cam.look, noise_rng), annos
     st = cam.style
     out = (img * np.asarray(st.gain, np.float32) - 128.0) * np.float32(st.contrast)
     out += np.float32(128.0 + st.brightness)
