@@ -15,7 +15,17 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("config", "data", "engine", "evaluation", "export", "modeling", "search", "utils")
+_SUBPACKAGES = (
+    "adapt",
+    "config",
+    "data",
+    "engine",
+    "evaluation",
+    "export",
+    "modeling",
+    "search",
+    "utils",
+)
 _FROM_CONFIG = ("add_ian_config", "get_ian_cfg")
 
 __all__ = ["register_all", "__version__", *_FROM_CONFIG]

@@ -14,6 +14,7 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.utils import comm
 
+from ian_d2.data import register_person_search_dataset
 from ian_d2.modeling.batch_norm import SyncBatchNorm1d
 from ian_d2.modeling.losses import CenterLoss, OIMLoss, RandomSamplingSoftmaxLoss
 
@@ -105,6 +106,31 @@ def teardown_worker(out_dir: str) -> None:
             json.dump({"sum": float(total), "initialized": dist.is_initialized()}, f)
 
     atexit.register(_record)
+
+
+def adapt_worker(root: str, weights: str, index: str, out_dir: str) -> None:
+    """``ian_d2.adapt`` on this process (the tiny setting of tests/adapt/test_adapt.py); after
+    each round, saves this process's model state to ``rank<r>.round<k>.pth``."""
+    from ian_d2.adapt import rounds
+    from tests.adapt.test_adapt import adapt_cfg
+
+    names = register_person_search_dataset("cuhk_sysu", "adapt2_src", root)
+    from ian_d2.data.datasets.builtin import get_num_train_pids
+
+    cfg = adapt_cfg(weights, get_num_train_pids(names["train"]), names["train"])
+    train_round = rounds._train_round
+    done = []
+
+    def _saving(rcfg):
+        trainer = train_round(rcfg)
+        model = getattr(trainer.model, "module", trainer.model)
+        path = os.path.join(out_dir, f"rank{comm.get_rank()}.round{len(done)}.pth")
+        torch.save(model.state_dict(), path)
+        done.append(path)
+        return trainer
+
+    rounds._train_round = _saving
+    rounds.adapt(cfg, index, os.path.join(out_dir, "adapted"))
 
 
 def memory_worker(out_dir: str) -> None:

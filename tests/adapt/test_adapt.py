@@ -232,3 +232,45 @@ class TestTinyAdaptation(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@pytest.mark.slow
+@pytest.mark.synthetic_cuhk_sysu
+class TestAdaptationTwoProcesses(unittest.TestCase):
+    """``launch`` with 2 processes (gloo): every round ends with the same model on both, the
+    identity memories (center-loss centers, RSS classifier) included, bit for bit."""
+
+    def test_identical_on_every_process(self):
+        from datetime import timedelta
+
+        import tests.distributed_workers as workers
+        from ian_d2.utils.comm import launch
+
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            registered("cuhk_sysu", "adapt2_parent", self.synthetic.root) as names,
+        ):
+            num_source = get_num_train_pids(names["train"])
+            weights = save_small_model(
+                os.path.join(tmp, "model.pth"), 0, "MODEL.REID.NUM_PIDS", num_source
+            )
+            cfg = adapt_cfg(weights, num_source, names["train"])
+            videos = os.path.join(tmp, "videos")
+            generate_video(videos, size="tiny", seed=0)
+            index = os.path.join(tmp, "index")
+            index_gallery(cfg, [videos], index, fps=5, score_thresh=0.0, num_workers=0,
+                          progress=False)  # fmt: skip
+            launch(workers.adapt_worker, 2, dist_url="auto", timeout=timedelta(seconds=300),
+                   args=(self.synthetic.root, weights, index, tmp))  # fmt: skip
+            for k in range(ROUNDS):
+                a, b = (
+                    torch.load(os.path.join(tmp, f"rank{r}.round{k}.pth"), weights_only=False)
+                    for r in range(2)
+                )
+                self.assertEqual(sorted(a), sorted(b))
+                for key in a:
+                    with self.subTest(round=k, key=key):
+                        self.assertTrue(torch.equal(a[key], b[key]))
+                self.assertIn("roi_heads.center_loss.centers", a)
+            with open(os.path.join(tmp, "adapted", MANIFEST)) as f:
+                self.assertEqual(len(json.load(f)["rounds"]), ROUNDS)
