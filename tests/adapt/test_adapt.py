@@ -7,7 +7,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -274,3 +278,92 @@ class TestAdaptationTwoProcesses(unittest.TestCase):
                 self.assertIn("roi_heads.center_loss.centers", a)
             with open(os.path.join(tmp, "adapted", MANIFEST)) as f:
                 self.assertEqual(len(json.load(f)["rounds"]), ROUNDS)
+
+
+@pytest.mark.slow
+@pytest.mark.synthetic_cuhk_sysu
+class TestAdaptCommandKilled(unittest.TestCase):
+    """``python -m ian_d2.adapt`` killed with SIGKILL in the middle, then run again: the same
+    adapted model as a run that was never stopped."""
+
+    def _argv(self, out):
+        from tests.repo_scripts import QUICK_CONFIG
+
+        cfg = adapt_cfg(self.weights, self.num_source, "cuhk_sysu_synth_train")
+        opts = []
+        for key in ("MODEL.REID.NUM_PIDS", "TEST.DETECTIONS_PER_IMAGE", "ADAPT.ROUNDS",
+                    "ADAPT.ITERS_PER_ROUND", "ADAPT.BOX_THRESH", "ADAPT.MIN_SAMPLES", "ADAPT.K1",
+                    "ADAPT.K2", "SOLVER.IMS_PER_BATCH", "SOLVER.REFERENCE_WORLD_SIZE",
+                    "SOLVER.WARMUP_ITERS", "INPUT.MAX_SIZE_TRAIN", "DATALOADER.NUM_WORKERS",
+                    "SEED", "MODEL.RPN.POST_NMS_TOPK_TEST", "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+                    "INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST"):  # fmt: skip
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
+            opts += [key, str(node)]
+        opts += [
+            "SOLVER.STEPS",
+            "()",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(96,)",
+            "DATASETS.TEST",
+            "()",
+            "DATASETS.TRAIN",
+            "('cuhk_sysu_synth_train',)",
+            "MODEL.WEIGHTS",
+            self.weights,
+        ]
+        return [sys.executable, "-m", "ian_d2.adapt", "--index", self.index, "--config-file",
+                QUICK_CONFIG, "--output", out, *opts]  # fmt: skip
+
+    def _run(self, out, kill_when=None):
+        from tests.repo_scripts import REPO
+
+        env = dict(os.environ, DETECTRON2_DATASETS=self.synthetic.datasets)
+        proc = subprocess.Popen(self._argv(out), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        if kill_when is None:
+            _, err = proc.communicate(timeout=600)
+            self.assertEqual(proc.returncode, 0, err.decode()[-3000:])
+            return
+        deadline = time.time() + 600
+        while not os.path.exists(kill_when) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        self.assertEqual(proc.returncode, -signal.SIGKILL, "it ended before being killed")
+
+    def test_killed_then_resumed_equals_uninterrupted(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            from ian_d2.data import register_person_search_dataset
+            from tests.synthetic_testing import unregister
+
+            names = register_person_search_dataset("cuhk_sysu", "adapt_kill", self.synthetic.root)
+            try:
+                self.num_source = get_num_train_pids(names["train"])
+                cfg = adapt_cfg("", self.num_source, names["train"])
+            finally:
+                unregister(names)
+            self.weights = save_small_model(
+                os.path.join(tmp, "model.pth"), 0, "MODEL.REID.NUM_PIDS", self.num_source
+            )
+            cfg.defrost()
+            cfg.MODEL.WEIGHTS = self.weights
+            videos = os.path.join(tmp, "videos")
+            generate_video(videos, size="tiny", seed=0)
+            self.index = os.path.join(tmp, "index")
+            index_gallery(cfg, [videos], self.index, fps=5, score_thresh=0.0, num_workers=0,
+                          progress=False)  # fmt: skip
+            whole, killed = os.path.join(tmp, "whole"), os.path.join(tmp, "killed")
+            self._run(whole)
+            # killed once its second round is prepared (training it), then run again
+            self._run(killed, kill_when=os.path.join(round_dir(killed, 1), "prepared.json"))
+            self.assertFalse(os.path.exists(os.path.join(killed, "model_final.pth")))
+            self._run(killed)
+            with open(os.path.join(whole, MANIFEST)) as f:
+                a = json.load(f)
+            with open(os.path.join(killed, MANIFEST)) as f:
+                b = json.load(f)
+            self.assertEqual([r["num_identities"] for r in a["rounds"]],
+                             [r["num_identities"] for r in b["rounds"]])  # fmt: skip
+            self.assertEqual(a["final"]["weights_sha256"], b["final"]["weights_sha256"])
