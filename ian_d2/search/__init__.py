@@ -30,6 +30,7 @@ _MODULE_OF = {
     "SearchFilter": ".vector_store",
     "VectorStore": ".vector_store",
     "reindex_vectors": ".store_sync",
+    "reembed_index": ".reembed",
 }
 
 __all__ = sorted(_MODULE_OF)

@@ -31,6 +31,9 @@ Examples::
         --source footage/cam1.avi --time-min 60 --time-max 120 --min-score 0.8
     python -m ian_d2.search reindex-vectors my_index --vector-store milvus://milvus:19530 \\
         --milvus-token-file ~/.milvus_token
+    # the same detections embedded by an adapted model (same detector), into a new index
+    python -m ian_d2.search reembed my_index --out my_index_adapted \\
+        --config-file configs/Synthetic/IAN_R18_GN_step3_center.yaml MODEL.WEIGHTS adapted.pth
     # several machines (every machine sees --out): machine 0 and machine 1
     python -m ian_d2.search index ... --num-machines 2 --machine-rank 0 \\
         --dist-url tcp://HOST0:29500
@@ -42,12 +45,13 @@ import argparse
 import sys
 
 # the order of --help; `index` first loads torch before faiss (imported by the others' arguments)
-from .commands import index, query, reindex, tracks, eval_tracks, serve
+from .commands import index, query, reindex, reembed, tracks, eval_tracks, serve
 from .commands.common import logger, search_filter, vector_params
 from .commands.eval_tracks import run as run_eval_tracks
 from .commands.index import run as run_index
 from .commands.query import read_queries
 from .commands.query import run as run_query
+from .commands.reembed import run as run_reembed
 from .commands.reindex import run as run_reindex
 from .commands.serve import check_serve_args
 from .commands.serve import run as run_serve
@@ -63,6 +67,7 @@ __all__ = [
     "run_eval_tracks",
     "run_index",
     "run_query",
+    "run_reembed",
     "run_reindex",
     "run_serve",
     "run_tracks",
@@ -70,7 +75,7 @@ __all__ = [
     "vector_params",
 ]
 
-COMMANDS = (index, query, reindex, tracks, eval_tracks, serve)
+COMMANDS = (index, query, reindex, reembed, tracks, eval_tracks, serve)
 """The subcommand modules, in the order of ``--help``: each has ``NAME``, ``add_parser`` and
 ``run``."""
 

@@ -8,7 +8,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 from ..utils.io import atomic_write
 from ..utils.fingerprint import DEFAULT_VARIANT, check_variant
@@ -41,6 +41,10 @@ class IndexManifest:
         variant: how the embeddings were computed (``embed_boxes``, ``precision``; see
             :func:`ian_d2.utils.fingerprint.inference_variant`); an index written before the
             record existed reads as :data:`~ian_d2.utils.fingerprint.DEFAULT_VARIANT`.
+        reembedded_from: an index made by ``reembed`` (:mod:`.reembed`): the index whose
+            detections it holds (``index``, its model's ``weights``, ``config_sha256`` and
+            ``weights_sha256``, the ``time`` the re-embedding started, ``redetect``); None
+            (not written) for an index built by ``index``.
     """
 
     model: Dict[str, object]
@@ -51,6 +55,7 @@ class IndexManifest:
     created: str = ""
     format_version: int = FORMAT_VERSION
     variant: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VARIANT))
+    reembedded_from: Optional[Dict[str, object]] = None
 
     @property
     def embed_dim(self) -> int:
@@ -70,7 +75,10 @@ class IndexManifest:
         os.makedirs(os.path.join(index_dir, VECTORS), exist_ok=True)
         if not self.created:
             self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        data = json.dumps(asdict(self), indent=1).encode()
+        record = asdict(self)
+        if record["reembedded_from"] is None:
+            del record["reembedded_from"]
+        data = json.dumps(record, indent=1).encode()
         atomic_write(os.path.join(index_dir, MANIFEST), lambda f: f.write(data))
 
     @staticmethod

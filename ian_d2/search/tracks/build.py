@@ -230,6 +230,7 @@ def build_tracks(
     settings: Optional[TrackSettings] = None,
     *,
     rebuild: bool = False,
+    manifest: Optional[IndexManifest] = None,
 ) -> Dict[str, object]:
     """
     Bring the tracks of every video of an index up to date (see the module docstring).
@@ -239,6 +240,8 @@ def build_tracks(
         settings: the track settings (None: the index's, or the defaults for its first tracks);
             settings other than the index's need ``rebuild``.
         rebuild: delete every track file first and build them all with ``settings``.
+        manifest: the index's manifest when it is not on disk yet (``reembed`` writes it
+            last); None: read from ``index_dir``.
 
     Returns:
         dict: ``videos`` (of the index), ``built`` (videos tracked by this call), ``tracks``
@@ -250,7 +253,7 @@ def build_tracks(
             ``rebuild``.
     """
     t0 = time.perf_counter()
-    manifest = IndexManifest.load(index_dir)
+    manifest = manifest or IndexManifest.load(index_dir)
     tracks_dir = os.path.join(index_dir, TRACKS)
     settings = _resolve_settings(tracks_dir, settings, rebuild)
     if rebuild:
