@@ -1,0 +1,71 @@
+"""The report of the target-site measurement (projects/adaptation/report.py) on made-up
+per-query scores whose answers are known."""
+
+import os
+import tempfile
+import unittest
+
+import numpy as np
+
+from projects.adaptation.report import build_report, plot_rounds, render_markdown
+
+
+def _scores(name, ap, top1=None):
+    q = len(ap)
+    return {
+        "name": name,
+        "queries": {
+            "query_index": list(range(q)),
+            "ap": [float(v) for v in ap],
+            "top1": [float(v) for v in (top1 if top1 is not None else np.round(ap))],
+        },
+        "detection": {"AP": 50.0},
+    }
+
+
+class TestAdaptationReport(unittest.TestCase):
+    def setUp(self):
+        rng = np.random.default_rng(0)
+        self.direct = rng.uniform(0.1, 0.4, 300)
+        self.oracle = self.direct + 0.4
+        self.half = self.direct + 0.2  # closes half of the gap on every query
+
+    def test_gap_closed_and_contrasts(self):
+        report = build_report(
+            _scores("direct", self.direct),
+            [_scores(f"oracle_s{s}", self.oracle) for s in range(3)],
+            {"both": [_scores(f"both_s{s}", self.half) for s in range(3)],
+             "tracks": [_scores(f"tracks_s{s}", self.direct) for s in range(3)]},
+        )  # fmt: skip
+        self.assertEqual(report["queries"], 300)
+        gap = report["gap_closed"]["both"]
+        self.assertAlmostEqual(gap["mean"], 0.5, places=6)
+        self.assertTrue(gap["ci"][0] <= 0.5 <= gap["ci"][1])
+        self.assertAlmostEqual(report["gap_closed"]["tracks"]["mean"], 0.0, places=6)
+        c = report["contrasts"]["mAP"]["adapted_both - direct"]
+        self.assertAlmostEqual(c["mean"], 20.0, places=6)
+        self.assertGreater(c["ci"][0], 0)  # every query gains: the interval excludes 0
+        self.assertEqual(c["seeds_positive"], 3)
+        self.assertAlmostEqual(report["variants"]["mAP"]["oracle"]["mean"],
+                               100 * self.oracle.mean(), places=6)  # fmt: skip
+        text = render_markdown(report)
+        self.assertIn("| adapted_both |", text)
+        self.assertIn("| both | 50 % [", text)
+
+    def test_other_queries_refused(self):
+        other = _scores("oracle_s0", self.oracle)
+        other["queries"]["query_index"] = list(range(1, 301))
+        with self.assertRaisesRegex(ValueError, "other queries"):
+            build_report(_scores("direct", self.direct), [other], {})
+
+    def test_rounds_plot_written(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "rounds.png")
+            curve = [{"round": r, "search": {"mAP": 20.0 + 5 * r}} for r in range(3)]
+            plot_rounds(curve, 15.0, 40.0, path)
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
