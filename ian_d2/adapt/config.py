@@ -34,5 +34,8 @@ def add_adapt_config(cfg) -> None:
     # Pseudo boxes: the index's detections with at least this score (the model's confident
     # detections); the others are not training boxes.
     _C.ADAPT.BOX_THRESH = 0.7
+    # About this share of the training images are the footage's (its frames are listed several
+    # times when the labeled source set is larger); the rest are DATASETS.TRAIN's.
+    _C.ADAPT.TARGET_SHARE = 0.5
     # Evaluate on DATASETS.TEST after every round (mAP over rounds); False: no evaluation.
     _C.ADAPT.EVAL_EACH_ROUND = False

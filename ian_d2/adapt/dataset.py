@@ -83,9 +83,10 @@ def write_records(path: str, records: List[Dict]) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def register_target(name: str, path: str, num_pids: int) -> None:
-    """Register (or replace) dataset ``name`` with the records of ``path``; its metadata says
-    ``num_train_pids`` (source and target identities together)."""
+def register_target(name: str, path: str, num_pids: int, repeat: int = 1) -> None:
+    """Register (or replace) dataset ``name`` with the records of ``path``, listed ``repeat``
+    times (the target's share of the batches); its metadata says ``num_train_pids`` (source
+    and target identities together)."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.structures import BoxMode
 
@@ -95,7 +96,7 @@ def register_target(name: str, path: str, num_pids: int) -> None:
         for r in records:
             for a in r["annotations"]:
                 a["bbox_mode"] = BoxMode(a["bbox_mode"])
-        return records
+        return records * int(repeat)
 
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)

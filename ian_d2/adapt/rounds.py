@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -84,10 +84,10 @@ def _check_model(cfg, footage: Footage) -> Dict:
     return {k: v for k, v in fingerprint.items() if k != "config_yaml"}
 
 
-def _check_source(cfg, num_source: int) -> List[str]:
-    """The labeled source datasets of ``DATASETS.TRAIN``: they must hold the S identities of
-    the model being adapted."""
-    from detectron2.data import MetadataCatalog
+def _check_source(cfg, num_source: int) -> Tuple[List[str], int]:
+    """The labeled source datasets of ``DATASETS.TRAIN`` (they must hold the S identities of
+    the model being adapted) and their number of images."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from ..data.datasets.builtin import get_num_train_pids
 
@@ -105,7 +105,15 @@ def _check_source(cfg, num_source: int) -> List[str]:
             f"DATASETS.TRAIN[0] '{names[0]}' has {pids} labeled identities but the model has "
             f"{num_source}: give the dataset the model was trained on"
         )
-    return names
+    return names, sum(len(DatasetCatalog.get(n)) for n in names)
+
+
+def target_repeat(share: float, source_images: int, target_images: int) -> int:
+    """How many times the target records are listed so that they make about ``share`` of the
+    training images (at least once: the target is never cut)."""
+    if not 0 < share < 1:
+        raise ValueError(f"ADAPT.TARGET_SHARE {share} must be in (0, 1)")
+    return max(1, int(round(share / (1 - share) * source_images / max(target_images, 1))))
 
 
 def _check_footage(cfg, footage: Footage) -> None:
@@ -278,7 +286,7 @@ def adapt(cfg, index_dir: str, output_dir: str) -> Optional[Dict]:
     model = _check_model(cfg, footage)
     _check_footage(cfg, footage)
     num_source = num_source_pids(_load_state(cfg.MODEL.WEIGHTS))
-    train = _check_source(cfg, num_source)
+    train, source_images = _check_source(cfg, num_source)
     os.makedirs(output_dir, exist_ok=True)
     manifest = _manifest(output_dir, index_dir, cfg, model, footage, num_source)
     if main:
@@ -305,7 +313,8 @@ def adapt(cfg, index_dir: str, output_dir: str) -> Optional[Dict]:
         prepared = _read_json(os.path.join(rdir, "prepared.json"))
         name = f"adapt_target_r{r}"
         num_pids = num_source + prepared["num_identities"]
-        register_target(name, os.path.join(rdir, "target.json"), num_pids)
+        repeat = target_repeat(cfg.ADAPT.TARGET_SHARE, source_images, prepared["target_images"])
+        register_target(name, os.path.join(rdir, "target.json"), num_pids, repeat)
         logger.info(
             "Adaptation round %d/%d: %d pseudo identities, %d target images, %s",
             r + 1,
@@ -318,6 +327,7 @@ def adapt(cfg, index_dir: str, output_dir: str) -> Optional[Dict]:
         prev = os.path.join(rdir, "model_final.pth")
         if main:
             entry = dict(prepared, round=r, seconds=round(time.perf_counter() - t0, 1))
+            entry.update(source_images=source_images, target_repeat=repeat)
             entry["weights_sha256"] = sha256_file(prev)
             _write_json(done, entry)
             manifest["rounds"] = [e for e in manifest["rounds"] if e["round"] != r] + [entry]

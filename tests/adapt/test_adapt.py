@@ -20,7 +20,7 @@ import torch
 
 from ian_d2.adapt.footage import read_footage
 from ian_d2.adapt.memory import centroids
-from ian_d2.adapt.rounds import MANIFEST, adapt, round_dir
+from ian_d2.adapt.rounds import MANIFEST, adapt, round_dir, target_repeat
 from ian_d2.data.datasets.builtin import get_num_train_pids
 from ian_d2.data.synthetic import generate_video
 from ian_d2.search import index_gallery
@@ -114,6 +114,17 @@ class TestTinyAdaptation(unittest.TestCase):
             self.assertEqual(r["identity_rows"]["roi_heads.center_loss.centers"],
                              self.num_source + k)  # fmt: skip
         self.assertTrue(os.path.isfile(m["final"]["weights"]))
+
+    def test_target_share_of_the_batches(self):
+        self.assertEqual(target_repeat(0.5, 100, 10), 10)
+        self.assertEqual(target_repeat(0.75, 100, 10), 30)
+        self.assertEqual(target_repeat(0.5, 10, 100), 1)  # never cut
+        with self.assertRaisesRegex(ValueError, "TARGET_SHARE 1.0"):
+            target_repeat(1.0, 10, 10)
+        for r in self.manifest["rounds"]:
+            want = target_repeat(0.5, r["source_images"], r["target_images"])
+            self.assertEqual(r["target_repeat"], want)
+            self.assertGreater(r["source_images"], 0)
 
     def test_round_starts_from_source_rows_and_centroids(self):
         start = torch.load(self.weights, map_location="cpu", weights_only=False)["model"]
