@@ -52,6 +52,15 @@ class TestAdaptationReport(unittest.TestCase):
         self.assertIn("| adapted_both |", text)
         self.assertIn("| both | 50 % [", text)
 
+    def test_no_gap_reported_as_none(self):
+        report = build_report(
+            _scores("direct", self.direct),
+            [_scores("oracle_s0", self.direct)],
+            {"both": [_scores("both_s0", self.half)]},
+        )
+        self.assertIsNone(report["gap_closed"]["both"])
+        self.assertIn("no gap", render_markdown(report))
+
     def test_other_queries_refused(self):
         other = _scores("oracle_s0", self.oracle)
         other["queries"]["query_index"] = list(range(1, 301))

@@ -30,8 +30,11 @@ def _values(scores: List[Dict], metric: str, order: List[int]) -> np.ndarray:
     return np.asarray(rows, np.float64)
 
 
-def _gap_closed(adapted, direct, oracle, counts) -> Dict:
-    """(adapted - direct) / (oracle - direct) of the mAP, with its bootstrap interval."""
+def _gap_closed(adapted, direct, oracle, counts) -> Optional[Dict]:
+    """(adapted - direct) / (oracle - direct) of the mAP, with its bootstrap interval; None
+    when the oracle is no better than the direct transfer (no gap to close)."""
+    if oracle.mean() - direct.mean() <= 1e-9:
+        return None
 
     def boot(v):
         return counts @ v.mean(axis=0) / v.shape[1]
@@ -116,6 +119,9 @@ def render_markdown(report: Dict) -> str:
             "|---|---|",
         ]
         for mode, g in report["gap_closed"].items():
+            if g is None:
+                lines.append(f"| {mode} | no gap: the oracle is not above the direct transfer |")
+                continue
             lines.append(f"| {mode} | {100 * g['mean']:.0f} % [{100 * g['ci'][0]:.0f}, "
                          f"{100 * g['ci'][1]:.0f}] |")  # fmt: skip
     return "\n".join(lines) + "\n"

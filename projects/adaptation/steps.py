@@ -179,7 +179,7 @@ def run_adapt(plan: Plan, mode: str, seed: int, curve: bool = False) -> Dict:
     for r in range(plan.rounds):
         res = _done(os.path.join(out, f"round_{r:02d}", RESULTS))
         if res is not None:
-            rounds.append({"round": r, "search": res.get("search", res)})
+            rounds.append({"round": r, "search": res["results"]["search"]})
     return _save(
         record,
         {
