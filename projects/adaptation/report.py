@@ -143,7 +143,7 @@ def plot_rounds(curve: List[Dict], direct: float, oracle: float, path: str) -> N
     ax.set_xlabel("adaptation round")
     ax.set_ylabel("mAP (%)")
     ax.set_xticks(xs)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path)
