@@ -12,7 +12,7 @@ import numpy as np
 from projects.ablations.plan import REPO
 from projects.ablations.records import read_json
 
-__all__ = ["per_query_metrics", "rescore"]
+__all__ = ["per_query_metrics", "protocol_per_query", "rescore"]
 
 
 def rescore(pred: str, root: str, sizes: Sequence[int], out: str) -> dict:
@@ -26,6 +26,34 @@ def rescore(pred: str, root: str, sizes: Sequence[int], out: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"rescore failed for {pred}:\n{proc.stderr.decode()[-2000:]}")
     return read_json(out)
+
+
+def protocol_per_query(pred: str, preds, table, proto, info: dict, rescored: dict):
+    """Per-query AP ([Q], NaN = skipped) and top-1 hit ([Q]) of one protocol of saved
+    predictions, scored as the evaluator does with the thresholds of the rescore CLI's
+    ``info``; their means checked against the CLI's numbers (``rescored``).
+
+    Raises:
+        RuntimeError: the per-query means differ from the rescore CLI's numbers.
+    """
+    from ian_d2.evaluation import evaluate_search
+
+    res = evaluate_search(
+        preds.query_embeddings[proto.query_rows],
+        table,
+        proto.galleries,
+        det_thresh=float(info["det_thresh"]),
+        duplicates=str(info.get("duplicates", "first")),
+        on_empty="skip",
+    )
+    ap = np.where(res.skipped, np.nan, res.ap)
+    top1 = res.hits[:, list(res.topk).index(1)].astype(np.float64)
+    want = rescored["results"][proto.key]
+    got = {"mAP": 100.0 * np.nanmean(ap), "top-1": 100.0 * top1[~res.skipped].mean()}
+    for m in ("mAP", "top-1"):
+        if abs(got[m] - want[m]) > 1e-6:
+            raise RuntimeError(f"{pred} {proto.key}: per-query {m} {got[m]} != rescore's {want[m]}")
+    return ap, top1
 
 
 def per_query_metrics(pred: str, root: str, rescored: dict) -> Dict[str, dict]:
@@ -50,7 +78,6 @@ def per_query_metrics(pred: str, root: str, rescored: dict) -> Dict[str, dict]:
     from ian_d2.evaluation import (
         build_gallery_table,
         cuhk_sysu_protocols,
-        evaluate_search,
         load_predictions,
         query_rows,
     )
@@ -74,23 +101,7 @@ def per_query_metrics(pred: str, root: str, rescored: dict) -> Dict[str, dict]:
     out = {}
     for proto in protocols:
         info = settings[proto.key]
-        res = evaluate_search(
-            preds.query_embeddings[proto.query_rows],
-            table,
-            proto.galleries,
-            det_thresh=float(info["det_thresh"]),
-            duplicates=str(info.get("duplicates", "first")),
-            on_empty="skip",
-        )
-        ap = np.where(res.skipped, np.nan, res.ap)
-        top1 = res.hits[:, list(res.topk).index(1)].astype(np.float64)
-        want = rescored["results"][proto.key]
-        got = {"mAP": 100.0 * np.nanmean(ap), "top-1": 100.0 * top1[~res.skipped].mean()}
-        for m in ("mAP", "top-1"):
-            if abs(got[m] - want[m]) > 1e-6:
-                raise RuntimeError(
-                    f"{pred} {proto.key}: per-query {m} {got[m]} != rescore's {want[m]}"
-                )
+        ap, top1 = protocol_per_query(pred, preds, table, proto, info, rescored)
         size = int(info["gallery_size"])
         out["full" if size < 0 else f"g{size}"] = {
             "gallery_size": size,

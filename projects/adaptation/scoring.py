@@ -2,8 +2,9 @@
 saved predictions (``person_search_predictions.npz`` of ``train_net.py --eval-only``), the
 numbers that the report's paired bootstrap resamples.
 
-The scoring is the evaluator's own (``ian_d2.evaluation``); the per-query means are checked
-against ``python -m ian_d2.evaluation.rescore``'s mAP and top-1.
+The scoring is the evaluator's own, through the ablations' per-query scorer
+(:func:`projects.ablations.scoring.protocol_per_query`: means checked against
+``python -m ian_d2.evaluation.rescore``'s mAP and top-1).
 """
 
 import json
@@ -12,6 +13,8 @@ import sys
 from typing import Dict
 
 import numpy as np
+
+from projects.ablations.scoring import protocol_per_query
 
 __all__ = ["per_query", "rescore"]
 
@@ -38,7 +41,7 @@ def per_query(pred: str, coco_json: str, protocol: str, rescored: Dict) -> Dict[
         RuntimeError: the per-query means differ from the rescore CLI's.
     """
     from ian_d2.data.datasets.coco_person_search import load_person_search_coco_test
-    from ian_d2.evaluation import build_gallery_table, evaluate_search, load_predictions
+    from ian_d2.evaluation import build_gallery_table, load_predictions
     from ian_d2.evaluation import query_rows
     from ian_d2.evaluation.coco_protocols import coco_protocols
 
@@ -49,22 +52,9 @@ def per_query(pred: str, coco_json: str, protocol: str, rescored: Dict) -> Dict[
     table = build_gallery_table(preds, gallery)
     rows = query_rows(preds, queries)
     proto = coco_protocols(root, table, gallery, queries, rows, keys=["search"])[0]
-    info = rescored["settings"]["search"]
-    res = evaluate_search(
-        preds.query_embeddings[proto.query_rows],
-        table,
-        proto.galleries,
-        det_thresh=float(info["det_thresh"]),
-        duplicates=str(info.get("duplicates", "first")),
-        on_empty="skip",
+    ap, top1 = protocol_per_query(
+        pred, preds, table, proto, rescored["settings"]["search"], rescored
     )
-    ap = np.where(res.skipped, np.nan, res.ap)
-    top1 = res.hits[:, list(res.topk).index(1)].astype(np.float64)
-    want = rescored["results"]["search"]
-    got = {"mAP": 100.0 * np.nanmean(ap), "top-1": 100.0 * top1[~res.skipped].mean()}
-    for m in ("mAP", "top-1"):
-        if abs(got[m] - want[m]) > 1e-6:
-            raise RuntimeError(f"{pred}: per-query {m} {got[m]} != rescore's {want[m]}")
     qidx = np.asarray(preds.query_indices)[proto.query_rows]
     order = np.argsort(qidx, kind="stable")
     return {
