@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 import numpy as np
+import pyarrow as pa
 
 from ..search.manifest import SHARDS, IndexManifest
 from ..search.shards import list_shards, read_embeddings, read_shard_item_records, read_table
@@ -147,13 +148,14 @@ def read_footage(index_dir: str, check_files: bool = True) -> Footage:
             f"index '{index_dir}' holds no committed shard in {SHARDS}/: index footage into it "
             "first (`python -m ian_d2.search index`)"
         )
-    table = read_table(shards, ("source", "frame", "x1", "y1", "x2", "y2", "score"))
+    tables = [read_table([p], ("source", "frame", "x1", "y1", "x2", "y2", "score")) for p in shards]
+    table = pa.concat_tables(tables)
     emb = read_embeddings(shards, manifest.embed_dim)
-    ids = []
-    for path in shards:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        n = read_table([path], ("frame",)).num_rows
-        ids.extend(f"{stem}.{r}" for r in range(n))
+    ids = [
+        f"{os.path.splitext(os.path.basename(path))[0]}.{r}"
+        for path, t in zip(shards, tables)
+        for r in range(t.num_rows)
+    ]
     items = _items(shards)
     if check_files:
         _check_sources(index_dir, sorted({s for s, _, _, _ in items}))
