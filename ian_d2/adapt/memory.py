@@ -19,7 +19,13 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-__all__ = ["IDENTITY_KEYS", "centroids", "num_source_pids", "round_state"]
+__all__ = ["IDENTITY_KEYS", "NO_IDENTITY_MEMORY", "centroids", "round_state"]
+
+#: Why a model cannot be adapted when it has none of :data:`IDENTITY_KEYS`.
+NO_IDENTITY_MEMORY = (
+    "the model has no identity memory (RSS classifier, OIM lookup table or center-loss "
+    "centers): adapt a person-search model trained with labels"
+)
 
 #: The identity rows of a model's state dict, and the rows past the identities (the RSS
 #: classifier's background class).
@@ -49,17 +55,6 @@ def centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
         raise ValueError(f"pseudo identity {int(np.argmin(counts))} has no detection")
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def num_source_pids(state: Dict[str, torch.Tensor]) -> int:
-    """S: the identities of a source-trained model's state dict (its identity tensors)."""
-    for key, extra in IDENTITY_KEYS.items():
-        if key in state and state[key].dim() >= 1:
-            return int(state[key].shape[0]) - extra
-    raise ValueError(
-        "the model has no identity memory (RSS classifier, OIM lookup table or center-loss "
-        f"centers: {', '.join(IDENTITY_KEYS)}): adapt a person-search model trained with labels"
-    )
 
 
 def _rows(tensor: torch.Tensor, s: int, extra: int, new: torch.Tensor) -> torch.Tensor:
@@ -104,5 +99,5 @@ def round_state(
         new[key] = _rows(t, num_source, extra, fresh)
         rows[key] = int(new[key].shape[0])
     if not rows:
-        num_source_pids(state)  # raises, naming the keys
+        raise ValueError(NO_IDENTITY_MEMORY)
     return new, rows

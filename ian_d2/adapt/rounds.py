@@ -39,7 +39,7 @@ from ..utils.io import atomic_write
 from .dataset import register_target, target_records, write_records
 from .footage import Footage, FootageError, read_footage
 from .frames import frame_files
-from .memory import centroids, num_source_pids, round_state
+from .memory import NO_IDENTITY_MEMORY, centroids, round_state
 from .pseudo_labels import assign_pseudo_identities
 
 __all__ = ["MANIFEST", "adapt", "round_dir"]
@@ -285,7 +285,11 @@ def adapt(cfg, index_dir: str, output_dir: str) -> Optional[Dict]:
     footage = read_footage(index_dir)
     model = _check_model(cfg, footage)
     _check_footage(cfg, footage)
-    num_source = num_source_pids(_load_state(cfg.MODEL.WEIGHTS))
+    from ..modeling.num_pids import num_pids_in_checkpoint
+
+    num_source = num_pids_in_checkpoint(cfg.MODEL.WEIGHTS)  # its identity tensors' shapes
+    if num_source is None:
+        raise ValueError(f"MODEL.WEIGHTS '{cfg.MODEL.WEIGHTS}': {NO_IDENTITY_MEMORY}")
     train, source_images = _check_source(cfg, num_source)
     os.makedirs(output_dir, exist_ok=True)
     manifest = _manifest(output_dir, index_dir, cfg, model, footage, num_source)
