@@ -103,6 +103,20 @@ def setup_d2_logger() -> None:
     setup_logger(name="ian_d2")
 
 
+def model_cfg(args):
+    """The frozen config of ``--config-file`` and the overrides, on the GPU when there is one,
+    with Detectron2's logger set up (commands that run the Detectron2 model)."""
+    import torch
+
+    from ...config import get_ian_cfg
+
+    cfg = get_ian_cfg(args.config_file, args.opts)
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg.freeze()
+    setup_d2_logger()
+    return cfg
+
+
 def console_logger() -> None:
     """Log INFO to the console when nothing else does (commands without Detectron2)."""
     if not logging.getLogger().handlers and not logger.handlers:

@@ -9,10 +9,10 @@ processes and machines through Detectron2's ``launch``) or a model exported by
 import argparse
 from typing import Dict, Optional
 
-import torch
+import torch  # noqa: F401  (loaded before faiss, see cli.py)
 
 from ..indexer import ExportedBackend, index_gallery
-from .common import console_logger, setup_d2_logger, store_args, vector_args, vector_params
+from .common import console_logger, model_cfg, store_args, vector_args, vector_params
 
 __all__ = ["NAME", "add_parser", "run"]
 
@@ -97,13 +97,7 @@ def _index_arguments(args) -> Dict[str, object]:
 
 def _index_worker(args) -> Dict[str, object]:
     """Index with the Detectron2 model of ``--config-file`` (one process of ``launch``)."""
-    from ...config import get_ian_cfg
-
-    cfg = get_ian_cfg(args.config_file, args.opts)
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg.freeze()
-    setup_d2_logger()
-    return index_gallery(cfg, **_index_arguments(args))
+    return index_gallery(model_cfg(args), **_index_arguments(args))
 
 
 def _index_exported(args) -> Dict[str, object]:

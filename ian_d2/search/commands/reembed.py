@@ -5,7 +5,7 @@ model (e.g. adapted to the footage) into a new index, without running the detect
 import argparse
 from typing import Dict
 
-from .common import setup_d2_logger, store_args
+from .common import model_cfg, store_args
 
 __all__ = ["NAME", "add_parser", "run"]
 
@@ -40,17 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> Dict[str, object]:
     """``reembed``: the statistics of :func:`ian_d2.search.reembed.reembed_index`."""
-    import torch
-
-    from ...config import get_ian_cfg
     from ..reembed import reembed_index
 
-    cfg = get_ian_cfg(args.config_file, args.opts)
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg.freeze()
-    setup_d2_logger()
     return reembed_index(
-        cfg,
+        model_cfg(args),
         args.index,
         args.out,
         redetect=args.redetect,
