@@ -135,9 +135,10 @@ def bench_setting(name: str, args) -> Dict:
         result["export_seconds_both_formats"] = round(time.perf_counter() - t0, 1)
         bf16_dir = os.path.join(out_dir, "bf16")
         if "torchscript_bf16" in args.variants:
-            export_model(
-                cfg, bf16_dir, ["torchscript"], model=model, verify=False, precision="bf16"
-            )
+            export_model(  # forced: measured also on CPUs without native bfloat16
+                cfg, bf16_dir, ["torchscript"], model=model, verify=False, precision="bf16",
+                force_precision=True,
+            )  # fmt: skip
         runners, skipped = {}, {}
         runners["eager_fp32"] = lambda: _eager_detect(model, to_input, image, False)
         runners["eager_bf16_autocast"] = lambda: _eager_detect(model, to_input, image, True)

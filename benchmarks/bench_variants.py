@@ -40,6 +40,10 @@ Usage (repository root)::
     python -m benchmarks.bench_variants --weights /tmp/demo_model/model_final.pth \\
         --config /tmp/demo_model/config.yaml
 
+The JSON records the CPU (``cpu``: model name and the flags avx2, fma, avx512f, avx512_vnni,
+avx_vnni, avx512_bf16, amx_bf16, amx_int8) at the top and again inside ``speed``, so that the
+figures keep their CPU when a later ``--only accuracy`` run on another machine updates the file.
+
 Defaults: the model ``make demo`` writes (``output/synthetic/step3/``), the data under
 ``datasets/ablation`` and ``benchmarks/variants_cpu.json``.
 """
@@ -54,7 +58,7 @@ from typing import Dict
 
 import torch
 
-from benchmarks.machine import cpu_model, write_json
+from benchmarks.machine import cpu_model, cpu_record, write_json
 from benchmarks.variants.accuracy import PROTOCOLS, paired_deltas, run_accuracy
 from benchmarks.variants.build import EMBED_MODES, KINDS, REFERENCE, RuntimeAsModel, variants
 from benchmarks.variants.goal import goal
@@ -135,6 +139,7 @@ def main(argv=None) -> Dict:
             "weights": os.path.abspath(args.weights),
             "config": os.path.abspath(args.config),
             "cpu_model": cpu_model(),
+            "cpu": cpu_record(),
             "cpu_count": os.cpu_count(),
             "device": platform.machine(),
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},

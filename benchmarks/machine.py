@@ -1,7 +1,9 @@
 """What the benchmarks record about the machine they ran on, and how they write their JSON.
 
 A figure counts only with what else was busy (the guide's rule), so every benchmark records the
-CPU model, the load average and the busiest other processes, with these functions.
+CPU model, the load average and the busiest other processes, with these functions; the variant
+benchmarks also record the CPU's relevant flags (:func:`cpu_record`: bf16 and int8 speed depend
+on them).
 """
 
 import json
@@ -12,7 +14,7 @@ from typing import Dict, List, Sequence
 
 from ian_d2.utils.io import atomic_write
 
-__all__ = ["cpu_model", "load_avg", "other_processes", "write_json"]
+__all__ = ["cpu_model", "cpu_record", "load_avg", "other_processes", "write_json"]
 
 
 def cpu_model() -> str:
@@ -25,6 +27,16 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def cpu_record() -> Dict[str, object]:
+    """The CPU a speed figure was measured on: its model name and the instruction-set flags
+    that decide the reduced-precision variants' speed (avx2, fma, avx512f, avx512_vnni,
+    avx_vnni, avx512_bf16, amx_bf16, amx_int8), with what they allow
+    (:meth:`ian_d2.utils.cpu.CpuInfo.record`)."""
+    from ian_d2.utils.cpu import cpu_info
+
+    return cpu_info().record()
 
 
 def load_avg() -> List[float]:

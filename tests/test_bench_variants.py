@@ -20,6 +20,30 @@ def _record(ap, top1):
 
 
 class TestBenchVariants(unittest.TestCase):
+    def test_calibration_list_holds_absolute_paths(self):
+        """The list holds wherever --work-dir is: its paths are absolute (a relative
+        'datasets/...' list under a work dir outside the repository was unreadable)."""
+        import os
+        import tempfile
+
+        from benchmarks.variants.build import calibration_list
+
+        with tempfile.TemporaryDirectory() as work:
+            rel = os.path.join("datasets", "ablation", "s10.jpg")
+            path = calibration_list(work, {"train_images": [rel]})
+            with open(path) as f:
+                self.assertEqual(f.read().split(), [os.path.abspath(rel)])
+
+    def test_cpu_recorded_with_the_figures(self):
+        from benchmarks.machine import cpu_record
+
+        record = cpu_record()
+        self.assertIsInstance(record["model"], str)
+        for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                     "amx_int8"):  # fmt: skip
+            self.assertIn(flag, record["flags"])
+        self.assertIn("native_bf16", record)
+
     def test_variants(self):
         names = [v[0] for v in bv.variants()]
         self.assertEqual(len(names), 8)

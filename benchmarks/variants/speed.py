@@ -13,7 +13,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 
-from benchmarks.machine import load_avg, other_processes
+from benchmarks.machine import cpu_record, load_avg, other_processes
 from benchmarks.variants.build import (
     REFERENCE,
     build_variant,
@@ -125,7 +125,7 @@ def run_speed(args, cfg, model) -> Dict:
     test = sorted({d["file_name"] for d in DatasetCatalog.get(dataset["names"]["gallery"])})
     images = [cv2.imread(p, cv2.IMREAD_COLOR) for p in test[: args.speed_images]]
     calib_list = calibration_list(args.work_dir, dataset)
-    out = {"load_avg_before": load_avg()}
+    out = {"cpu": cpu_record(), "load_avg_before": load_avg()}
     with tempfile.TemporaryDirectory() as tmp:
         runners = _runners(cfg, model, args.kinds, tmp, (calib_list, args.calibration_count))
         h, w = images[0].shape[:2]

@@ -6,6 +6,8 @@ Examples::
         --output exported/ MODEL.WEIGHTS output/synthetic/step3/model_final.pth
     python -m ian_d2.export --format torchscript onnx --config-file configs/IAN_R50.yaml \\
         --output exported_r50/ MODEL.WEIGHTS model_final.pth
+    python -m ian_d2.export --format torchscript --precision auto \\
+        --config-file configs/IAN_R50.yaml --output exported_auto/ MODEL.WEIGHTS model_final.pth
     python -m ian_d2.export --format onnx --precision int8 --calibration-images footage_stills/ \\
         --config-file configs/IAN_R50.yaml --output exported_int8/ MODEL.WEIGHTS model_final.pth
     python exported/runtime.py exported/ image.jpg          # runs without Detectron2
@@ -32,10 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="one or both formats, written into the same folder",
     )  # fmt: skip
     p.add_argument(
-        "--precision", choices=("fp32", "bf16", "int8"), default="fp32",
-        help="bf16 (TorchScript only): backbone, RPN head and res5 in bfloat16, the rest fp32; "
-        "int8 (ONNX only): backbone and res5 convolutions quantized (ONNX Runtime, QDQ), "
-        "calibrated on --calibration-images",
+        "--precision", choices=("fp32", "bf16", "int8", "auto"), default="fp32",
+        help="bf16 (TorchScript only): backbone, RPN head and res5 in bfloat16, the rest fp32 "
+        "(refused on a CPU without native bfloat16 unless --force-precision); int8 (ONNX "
+        "only): backbone and res5 convolutions quantized (ONNX Runtime, QDQ), calibrated on "
+        "--calibration-images; auto: fp32 or bf16, picked from this CPU's flags and a few "
+        "timed passes (never int8: it needs calibration images)",
+    )  # fmt: skip
+    p.add_argument(
+        "--force-precision", action="store_true",
+        help="export bf16 even on a CPU without native bfloat16 (a warning gives its measured "
+        "cost; useful when the export runs on another machine)",
     )  # fmt: skip
     p.add_argument(
         "--calibration-images", metavar="DIR_OR_LIST", default=None,
@@ -73,9 +82,11 @@ def main(argv=None):
         precision=args.precision,
         calibration_images=args.calibration_images,
         calibration_count=args.calibration_count,
+        force_precision=args.force_precision,
     )
     summary = {
         "output": args.output,
+        "precision": manifest["precision"],
         "models": manifest["models"],
         "checks": manifest["checks"],
     }

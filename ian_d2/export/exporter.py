@@ -30,7 +30,8 @@ files (``{gallery,query}.ts`` / ``.onnx``) and a copy of ``runtime.py``, which r
 without Detectron2 or ian_d2.
 
 This module is the orchestration (:func:`export_model`); the steps live in :mod:`.checks` (what
-can be exported), :mod:`.precision` (bf16 trunks), :mod:`.quantize` (int8 ONNX), :mod:`.trace`
+can be exported), :mod:`.auto` (``--precision auto``, the bf16 guard), :mod:`.precision` (bf16
+trunks), :mod:`.quantize` (int8 ONNX), :mod:`.trace`
 (the traced functions and adapters), :mod:`.writers` (the files), :mod:`.manifest` and
 :mod:`.verify`. Their public names
 are re-exported here, the import path they had before the split.
@@ -42,6 +43,14 @@ import uuid
 from typing import Dict, List, Optional, Sequence
 
 from .. import register_all
+from .auto import (
+    AUTO,
+    bf16_cost,
+    check_bf16,
+    choose_export_precision,
+    eager_measure,
+    measurement_size,
+)
 from .checks import FORMATS, ExportError, check_export_options, check_exportable
 from .manifest import build_manifest, model_file_entry, write_manifest
 from .precision import BF16_TRUNKS, PRECISIONS, bf16_trunks
@@ -95,6 +104,9 @@ def export_model(
     precision: str = "fp32",
     calibration_images: Optional[str] = None,
     calibration_count: Optional[int] = None,
+    force_precision: bool = False,
+    cpu=None,
+    measure=None,
 ) -> Dict:
     """
     Export the gallery and query models of ``cfg`` to ``out_dir``.
@@ -108,10 +120,17 @@ def export_model(
         precision: "fp32", or "bf16" (TorchScript only): the convolution trunks in bfloat16,
             see :func:`bf16_trunks`; checked against the eager model converted the same way;
             or "int8" (ONNX only): the ONNX graphs quantized by ONNX Runtime (:mod:`.quantize`),
-            checked against the float32 eager model within :data:`INT8_TOLERANCE`.
+            checked against the float32 eager model within :data:`INT8_TOLERANCE`; or "auto":
+            fp32 or bf16, whichever this CPU runs faster (:mod:`.auto`: bf16 only with native
+            bfloat16 and TorchScript alone; never int8), recorded as ``precision_auto``.
         calibration_images: int8: a folder of images or a ``.txt`` list of image paths, like
             the gallery's (:func:`calibration_images`); required for int8, refused otherwise.
         calibration_count: int8: how many of them (default 32, every k-th in sorted order).
+        force_precision: bf16 on a CPU without native bfloat16 (refused otherwise: oneDNN
+            emulates it, slower than fp32), with a warning giving the measured cost.
+        cpu: the CPU's capabilities (:class:`ian_d2.utils.cpu.CpuInfo`; default: this one's).
+        measure: ``measure(candidate) -> seconds per image`` for "auto" and the forced-bf16
+            warning (default: a few passes of the eager model, :mod:`.auto`; tests inject one).
 
     Returns:
         dict: the manifest written to ``out_dir/ian_d2_export.json`` (plus ``checks``: the
@@ -119,10 +138,35 @@ def export_model(
 
     Raises:
         ExportError: a model that cannot be exported (naming the feature), a failed trace or
-            ONNX conversion (naming the step and source line), or an export that does not
-            reproduce the eager model.
+            ONNX conversion (naming the step and source line), an export that does not
+            reproduce the eager model, or bf16 on a CPU without native bfloat16 (not forced).
     """
+    loaded = {"model": model}
+
+    def get_model():
+        if loaded["model"] is None:
+            loaded["model"] = load_export_model(cfg)
+        return loaded["model"].eval()
+
+    auto = None
+    if precision in (AUTO, "bf16"):  # the measurement image, when something is measured
+        size = measurement_size(int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST))
+    if precision == AUTO:
+        formats = check_export_options(cfg, formats, "fp32")
+        if calibration_images or calibration_count:
+            raise ExportError(
+                "--precision auto does not calibrate (it picks fp32 or bf16): for int8 give "
+                "--precision int8 with --calibration-images"
+            )
+        auto = choose_export_precision(formats, get_model(), size, cpu=cpu, measure=measure)
+        precision = auto.chosen.precision
     formats = check_export_options(cfg, formats, precision)
+    if precision == "bf16" and auto is None:
+
+        def cost():  # measured only when forced on a CPU without native bfloat16
+            return bf16_cost(measure or eager_measure(get_model(), size), size)
+
+        check_bf16(cpu, force_precision, "export", cost, error=ExportError)
     images = None
     if precision == "int8":
         if not calibration_images:
@@ -133,14 +177,14 @@ def export_model(
         images = list_calibration_images(calibration_images, calibration_count)
     elif calibration_images or calibration_count:
         raise ExportError("--calibration-images / --calibration-count are int8 options")
-    if model is None:
-        model = load_export_model(cfg)
-    model.eval()
+    model = get_model()
     if precision == "bf16":
         model = bf16_trunks(model)
     os.makedirs(out_dir, exist_ok=True)
     export_id = uuid.uuid4().hex
     manifest = build_manifest(cfg, model, export_id, precision)
+    if auto is not None:
+        manifest["precision_auto"] = auto.record()
     checks = {}
     for fmt in formats:
         tracer_warnings: List[str] = []

@@ -80,7 +80,8 @@ def calibration_images(source: str, count: Optional[int] = None) -> List[str]:
 
     Args:
         source: a folder (its image files, recursively, sorted by path) or a ``.txt`` list (one
-            image path per line, relative paths from the list's folder; order kept).
+            image path per line, order kept; a relative path is looked for from the list's
+            folder, then from the working directory).
         count: how many: every k-th image of the set, ``count`` in all (None: up to
             :data:`DEFAULT_CALIBRATION_COUNT`; the whole set when smaller).
 
@@ -89,7 +90,8 @@ def calibration_images(source: str, count: Optional[int] = None) -> List[str]:
 
     Raises:
         ExportError: no such path; a file that is neither a folder nor a ``.txt`` list; a
-            listed path that is not an image file; no image at all; ``count`` < 1.
+            listed file that does not exist, or that is not an image file (a video, a
+            folder); no image at all; ``count`` < 1.
     """
     if count is not None and int(count) < 1:
         raise ExportError(f"--calibration-count {count}: at least 1 image is needed")
@@ -117,7 +119,18 @@ def calibration_images(source: str, count: Optional[int] = None) -> List[str]:
             raise ExportError(f"calibration list '{source}' is empty")
         paths = []
         for ln in lines:
-            p = ln if os.path.isabs(ln) else os.path.join(base, ln)
+            p = _listed_path(ln, base)
+            if p is None:
+                looked = f"'{ln}'"
+                if not os.path.isabs(ln):
+                    looked = (
+                        f"'{os.path.join(base, ln)}' (from the list's folder) and "
+                        f"'{os.path.abspath(ln)}' (from the working directory)"
+                    )
+                raise ExportError(
+                    f"calibration list '{source}': listed file '{ln}' does not exist (looked "
+                    f"for {looked})"
+                )
             if not os.path.isfile(p) or os.path.splitext(p)[1].lower() not in IMAGE_EXTENSIONS:
                 raise ExportError(
                     f"calibration list '{source}': '{ln}' is not an image file "
@@ -133,6 +146,23 @@ def calibration_images(source: str, count: Optional[int] = None) -> List[str]:
         step = len(paths) / n
         paths = [paths[int(i * step)] for i in range(n)]
     return [os.path.abspath(p) for p in paths]
+
+
+def _listed_path(line: str, base: str) -> Optional[str]:
+    """
+    The path a calibration list's line names: an absolute path as is; a relative one from the
+    list's folder ``base``, else (lists written with paths relative to the working directory,
+    as ``bench_variants`` wrote them before) from the working directory.
+
+    Returns:
+        str, or None when nothing exists there.
+    """
+    if os.path.isabs(line):
+        return line if os.path.exists(line) else None
+    for p in (os.path.join(base, line), os.path.abspath(line)):
+        if os.path.exists(p):
+            return p
+    return None
 
 
 def _read_inputs(paths: Sequence[str], manifest: Dict) -> List[Dict]:

@@ -24,6 +24,9 @@ Examples::
     # index with a model exported by `python -m ian_d2.export` (no Detectron2 needed)
     python -m ian_d2.search index --backend onnx --exported-model exported/ \\
         --gallery footage/ --out my_index
+    # the fastest of several exports of one model on this CPU (bf16 only with native bf16)
+    python -m ian_d2.search index --exported-model exported/ exported_bf16/ exported_int8/ \\
+        --precision auto --gallery footage/ --out my_index
     # vectors in Milvus (a local Milvus Lite file, or a server: token from a file or
     # $IAN_D2_MILVUS_TOKEN), filters applied in the store; rebuild a store from the shards
     python -m ian_d2.search index ... --out my_index --vector-store milvus-lite://vectors.db

@@ -160,6 +160,41 @@ class TestInt8Refusals(unittest.TestCase):
                     calibration_images(source, count)
             self.assertEqual(calibration_images(tmp), [image])
 
+    def test_list_paths_resolved_and_missing_files_named(self):
+        """A list's relative paths: from the list's folder, else (old lists, written relative
+        to the working directory) from the working directory; a listed file that does not
+        exist is named as missing, not as "not an image file"."""
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(os.path.join(tmp, "data", "imgs"))
+            os.makedirs(os.path.join(tmp, "work"))
+            image = os.path.join(tmp, "data", "imgs", "s10.jpg")
+            cv2.imwrite(image, np.zeros((8, 8, 3), np.uint8))
+            lists = {
+                "from_list": ("data/list.txt", "imgs/s10.jpg"),
+                "from_cwd": ("work/list.txt", "data/imgs/s10.jpg"),  # bench_variants' old lists
+                "missing": ("work/missing.txt", "data/imgs/s11.jpg"),
+            }
+            for name, (path, line) in lists.items():
+                with open(os.path.join(tmp, path), "w") as f:
+                    f.write(line + "\n")
+            cwd = os.getcwd()
+            os.chdir(tmp)
+            try:
+                self.assertEqual(calibration_images("data/list.txt"), [image])
+                self.assertEqual(calibration_images("work/list.txt"), [image])
+                with self.assertRaisesRegex(
+                    ExportError, "listed file 'data/imgs/s11.jpg' does not exist .*work/data/imgs"
+                ) as e:
+                    calibration_images("work/missing.txt")
+                self.assertNotIn("not an image file", str(e.exception))
+            finally:
+                os.chdir(cwd)
+            absent = os.path.join(tmp, "list_abs.txt")
+            with open(absent, "w") as f:
+                f.write(os.path.join(tmp, "nowhere.jpg") + "\n")
+            with self.assertRaisesRegex(ExportError, "listed file '.*nowhere.jpg' does not exist"):
+                calibration_images(absent)
+
     def test_bad_options(self):
         cfg = make_cfg("")
         with tempfile.TemporaryDirectory() as out:

@@ -12,7 +12,9 @@ from typing import Dict, Optional
 import torch  # noqa: F401  (loaded before faiss, see cli.py)
 
 from ..indexer import ExportedBackend, index_gallery
+from ..manifest import IndexManifest
 from .common import console_logger, model_cfg, store_args, vector_args, vector_params
+from .variant import EXPORTED, resolve_backend, resolve_exported, variant_args
 
 __all__ = ["NAME", "add_parser", "run"]
 
@@ -27,14 +29,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         choices=("pytorch", "onnx", "torchscript"),
-        default="pytorch",
+        default=None,
         help="pytorch: the Detectron2 model of --config-file (default); onnx / torchscript: "
-        "the model exported to --exported-model by `python -m ian_d2.export` (no Detectron2)",
+        "the model exported to --exported-model by `python -m ian_d2.export` (no Detectron2); "
+        "left out with --precision: either runtime",
     )
     p.add_argument("--config-file", metavar="FILE", help="the model's config (pytorch backend)")
     p.add_argument(
-        "--exported-model", metavar="DIR", help="an export folder (onnx / torchscript backend)"
+        "--exported-model",
+        metavar="DIR",
+        nargs="+",
+        help="export folders of one model (onnx / torchscript backend; several: --precision "
+        "picks one)",
     )
+    variant_args(p)
     p.add_argument("--threads", type=int, default=None, help="exported backend: CPU threads")
     p.add_argument(
         "--gallery",
@@ -102,17 +110,21 @@ def _index_worker(args) -> Dict[str, object]:
 
 def _index_exported(args) -> Dict[str, object]:
     """Index with the model exported to ``--exported-model`` (one process, no Detectron2)."""
+    what = f"--backend {args.backend}" if args.backend != EXPORTED else "--precision"
     if not args.exported_model:
-        raise ValueError(f"--backend {args.backend} needs --exported-model DIR")
+        raise ValueError(f"{what} needs --exported-model DIR")
     if args.config_file or args.opts:
         raise ValueError(
-            f"--backend {args.backend} takes the model from --exported-model: no --config-file "
-            "or config overrides"
+            f"{what} takes the model from --exported-model: no --config-file or config overrides"
         )
     if args.num_gpus * args.num_machines != 1:
-        raise ValueError(f"--backend {args.backend} runs in one process: no --num-gpus/machines")
+        raise ValueError(f"{what} runs in one process: no --num-gpus/machines")
     console_logger()
-    backend = ExportedBackend(args.exported_model, args.backend, num_threads=args.threads)
+    index_variant = None
+    if (args.resume or args.append) and IndexManifest.exists(args.out):
+        index_variant = IndexManifest.load(args.out).variant
+    runtime, folder = resolve_exported(args, index_variant)
+    backend = ExportedBackend(folder, runtime, num_threads=args.threads)
     return index_gallery(None, **_index_arguments(args), backend=backend)
 
 
@@ -121,9 +133,10 @@ def run(args) -> Optional[Dict[str, object]]:
     ``launch`` ran it in several processes).
 
     Raises:
-        ValueError: options that do not fit the backend.
+        ValueError: options that do not fit the backend, or an exported model that cannot run
+            here (:func:`.variant.resolve_exported`).
     """
-    if args.backend != "pytorch":
+    if resolve_backend(args) != "pytorch":
         return _index_exported(args)
     if not args.config_file:
         raise ValueError("--backend pytorch needs --config-file (or give --backend onnx)")

@@ -4,6 +4,7 @@
 from typing import Optional
 
 from .common import console_logger, logger, setup_d2_logger
+from .variant import resolve_backend, resolve_exported, variant_args
 
 __all__ = ["NAME", "add_parser", "check_serve_args", "run"]
 
@@ -16,10 +17,14 @@ def add_parser(subparsers):
     s.add_argument("index", help="the index folder")
     s.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback)")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--backend", choices=("pytorch", "onnx", "torchscript"), default="pytorch",
-                   help="pytorch: the index's Detectron2 model; onnx / torchscript: the model "
-                   "exported to --exported-model")  # fmt: skip
-    s.add_argument("--exported-model", metavar="DIR", help="an export folder (onnx/torchscript)")
+    s.add_argument("--backend", choices=("pytorch", "onnx", "torchscript"), default=None,
+                   help="pytorch: the index's Detectron2 model (default); onnx / torchscript: "
+                   "the model exported to --exported-model; left out with --precision: either "
+                   "runtime")  # fmt: skip
+    s.add_argument("--exported-model", metavar="DIR", nargs="+",
+                   help="export folders of the index's model (onnx/torchscript; several: "
+                   "--precision picks one)")  # fmt: skip
+    variant_args(s)
     s.add_argument("--weights", default=None, help="the index's checkpoint, if it moved")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     s.add_argument("--allow-variant-mismatch", action="store_true",
@@ -55,21 +60,26 @@ def run(args) -> None:
     """``serve``: check the arguments, build the app and serve it until stopped.
 
     Raises:
-        ValueError: see :func:`check_serve_args`.
+        ValueError: see :func:`check_serve_args`; an exported model that cannot run here
+            (:func:`.variant.resolve_exported`).
     """
     token = check_serve_args(args)  # before loading anything
     import uvicorn
 
     from ..serve import create_app
 
-    if args.backend == "pytorch":
+    exported = args.exported_model
+    if resolve_backend(args) == "pytorch":
         setup_d2_logger()
     else:
         console_logger()
+        from ..manifest import IndexManifest
+
+        args.backend, exported = resolve_exported(args, IndexManifest.load(args.index).variant)
     app = create_app(
         args.index,
         backend=args.backend,
-        exported_model=args.exported_model,
+        exported_model=exported,
         weights=args.weights,
         device=args.device,
         allow_variant_mismatch=args.allow_variant_mismatch,
