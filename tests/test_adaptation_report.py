@@ -78,3 +78,48 @@ class TestAdaptationReport(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestPseudoLabelQuality(unittest.TestCase):
+    """projects/adaptation/quality.py on made-up detections whose ground truth is known."""
+
+    def test_ground_truth_ids_match_by_iou_in_the_same_frame(self):
+        from types import SimpleNamespace
+
+        from projects.adaptation.quality import ground_truth_ids
+
+        anno = {"cameras": {"cam1": {"frames": [[{"box": [0, 0, 10, 20], "person_id": 7}], []]}}}
+        footage = SimpleNamespace(
+            sources=np.array(["/x/cam1.avi"] * 4),
+            frames=np.array([0, 0, 1, 5]),
+            boxes=np.array([[0, 0, 10, 20], [0, 0, 10, 8], [0, 0, 10, 20], [0, 0, 10, 20]], float),
+        )
+        gt = ground_truth_ids(_Seq(footage), anno)
+        # exact box: matched; a box of IoU 0.4: not; another frame without people / past the end
+        self.assertEqual(gt.tolist(), [7, -1, -1, -1])
+
+    def test_pair_precision_and_recall(self):
+        from projects.adaptation.quality import _identity_quality
+
+        gt = np.array([1, 1, 1, 2, 2, -1])
+        cams = np.array(["a", "a", "b", "a", "b", "a"])
+        perfect = _identity_quality(np.array([0, 0, 0, 1, 1, 2]), gt, cams)
+        self.assertEqual((perfect["pair_precision"], perfect["pair_recall"]), (1.0, 1.0))
+        self.assertEqual(perfect["cross_camera_pair_recall"], 1.0)
+        merged = _identity_quality(np.zeros(6, int), gt, cams)  # one identity for everyone
+        self.assertEqual(merged["pair_recall"], 1.0)
+        self.assertAlmostEqual(merged["pair_precision"], 4 / 10)  # 4 true of the 10 pairs
+        by_camera = _identity_quality(np.array([0, 0, 1, 2, 3, -1]), gt, cams)
+        self.assertEqual(by_camera["cross_camera_pair_recall"], 0.0)  # no cross-camera pair
+        self.assertEqual(by_camera["pair_precision"], 1.0)
+        self.assertEqual(by_camera["outliers"], 1)
+
+
+class _Seq:
+    """A footage stand-in: the attributes of ``ns`` and its length."""
+
+    def __init__(self, ns):
+        self.__dict__.update(vars(ns))
+
+    def __len__(self):
+        return len(self.boxes)

@@ -27,6 +27,10 @@ def add_adapt_config(cfg) -> None:
     # k-reciprocal neighbours (k1) and query expansion (k2) of the Jaccard distance.
     _C.ADAPT.K1 = 20
     _C.ADAPT.K2 = 6
+    # Tracks cut into tracklets of at most this many detections (in time order) before they
+    # are used as must-links: a tracker switches identities on sparse or crowded footage, a
+    # short piece of a track is far purer than the whole (docs/ADAPT.md). 0: whole tracks.
+    _C.ADAPT.TRACKLET_LEN = 0
     # Tracks shorter than this are not identities of their own.
     _C.ADAPT.MIN_TRACK_LEN = 2
     # A track that clusters with nothing stays an identity of its own (else an outlier).

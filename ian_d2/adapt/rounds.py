@@ -40,7 +40,7 @@ from .dataset import register_target, target_records, write_records
 from .footage import Footage, FootageError, read_footage
 from .frames import frame_files
 from .memory import NO_IDENTITY_MEMORY, centroids, round_state
-from .pseudo_labels import assign_pseudo_identities
+from .pseudo_labels import assign_pseudo_identities, tracklets
 
 __all__ = ["MANIFEST", "adapt", "round_dir"]
 
@@ -144,7 +144,7 @@ def _pseudo_labels(cfg, footage: Footage, embeddings: np.ndarray):
     a = cfg.ADAPT
     return assign_pseudo_identities(
         embeddings,
-        footage.track_ids,
+        tracklets(footage.track_ids, footage.frames, a.TRACKLET_LEN),
         footage.frame_keys,
         mode=a.PSEUDO_LABELS,
         eps=a.EPS,

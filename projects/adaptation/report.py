@@ -124,6 +124,27 @@ def render_markdown(report: Dict) -> str:
                 continue
             lines.append(f"| {mode} | {100 * g['mean']:.0f} % [{100 * g['ci'][0]:.0f}, "
                          f"{100 * g['ci'][1]:.0f}] |")  # fmt: skip
+    quality = report.get("pseudo_quality")
+    if quality:
+        first = next(iter(quality.values()))
+        boxes = ", ".join(f">= {t}: {100 * v:.0f} %" for t, v in first["box_precision"].items())
+        lines += [
+            "",
+            f"Ground truth on the raw material: of the index's {first['detections']} detections, "
+            f"those covering a person (IoU >= 0.5) by score {boxes}; track purity "
+            f"{100 * (first['track_purity'] or 0):.0f} % over {first['tracks']} tracks.",
+            "",
+            "| run | round | pseudo identities | outliers | pair precision | pair recall | "
+            "cross-camera pair recall |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, q in quality.items():
+            for r, p in enumerate(q["pseudo_identities"]):
+                lines.append(
+                    f"| {name} | {r} | {p['identities']} | {p['outliers']} | "
+                    f"{p['pair_precision']:.3f} | {p['pair_recall']:.3f} | "
+                    f"{p['cross_camera_pair_recall']:.3f} |"
+                )
     return "\n".join(lines) + "\n"
 
 

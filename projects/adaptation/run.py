@@ -9,17 +9,20 @@ output exists: the command resumes): the target site; its test footage indexed w
 source model; the source model evaluated on the site's cross-camera protocol (direct transfer);
 per seed, an oracle fine-tuned on the site's labeled train footage and, per pseudo-label mode, an
 adaptation on the indexed test footage (no labels), each evaluated; the footage re-embedded with
-the first adapted model, tracking and per-track search against the ground truth; the report
+the first adapted model, tracking and per-track search against the ground truth; the quality of
+the pseudo boxes, tracks and pseudo identities against the ground truth (``quality.py``); the report
 (``adaptation.json``, ``adaptation.md``, ``adaptation_rounds.png``).
 """
 
 import argparse
+import glob
 import logging
 import os
 import sys
 from typing import Dict
 
 from .plan import MODES, REPO, SIZES, SOURCE_WEIGHTS, make_plan
+from .quality import pseudo_label_quality
 from .report import build_report, plot_rounds, write
 from .steps import eval_tracks, evaluate, index_footage, make_site, reembed, run_adapt
 from .steps import train_oracle
@@ -68,7 +71,19 @@ def main(argv=None) -> Dict:
         "direct": eval_tracks(plan, "direct", index["index"]),
         f"adapt_{first}": eval_tracks(plan, f"adapt_{first}", new_index["index"]),
     }
+    annotations = os.path.join(plan.site, "test", "annotations.json")
+    quality = {
+        name: pseudo_label_quality(
+            index["index"],
+            annotations,
+            sorted(
+                glob.glob(os.path.join(plan.work, f"adapt_{name}", "round_*", "pseudo_labels.npy"))
+            ),
+        )
+        for name in runs
+    }
     extra = {
+        "pseudo_quality": quality,
         "size": args.size,
         "seeds": args.seeds,
         "site": {k: site.get(k) for k in ("size", "seed", "test", "train", "sample_fps")},

@@ -79,6 +79,7 @@ def make_site(plan: Plan) -> Dict:
         return done
     cmd = [sys.executable, "-m", "ian_d2.data.synthetic", "--format", "target-site"]
     cmd += ["--size", plan.size, "--seed", str(plan.site_seed), "--out", plan.site]
+    cmd += ["--sample-fps", str(plan.protocol_fps)]
     _run(plan, cmd, os.path.join(plan.work, "logs", "site.log"))
     return _done(os.path.join(plan.site, "site.json"))
 

@@ -25,7 +25,7 @@ from ian_d2.adapt.jaccard import (
     nearest_neighbours,
     relabel_by_first_row,
 )
-from ian_d2.adapt.pseudo_labels import TRACKS_HINT, assign_pseudo_identities
+from ian_d2.adapt.pseudo_labels import TRACKS_HINT, assign_pseudo_identities, tracklets
 
 logging.getLogger("ian_d2.adapt").setLevel(logging.ERROR)
 
@@ -491,3 +491,31 @@ class TestErrors(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestTracklets(unittest.TestCase):
+    def test_tracks_cut_in_time_order(self):
+        track_ids = np.array([5, 5, 5, -1, 5, 7, 7, 5])
+        frames = np.array([0, 1, 2, 3, 3, 9, 8, 4])  # rows of a track need not be in time order
+        pieces = tracklets(track_ids, frames, 2)
+        # track 5 in time order: rows 0, 1 | 2, 4 | 7; track 7: rows 6, 5
+        self.assertEqual(pieces.tolist(), [0, 0, 1, -1, 1, 3, 3, 2])
+        self.assertEqual(tracklets(track_ids, frames, 0).tolist(), track_ids.tolist())
+        self.assertEqual(tracklets(track_ids, frames, 10).tolist(), [0, 0, 0, -1, 0, 1, 1, 0])
+
+    def test_purer_must_links_feed_the_modes(self):
+        # one track that switches from person A to person B half way: whole, it is one identity;
+        # cut into tracklets of 3, A and B are two
+        rng = np.random.default_rng(0)
+        a, b = rng.normal(size=(2, 16))
+        x = np.stack([a] * 3 + [b] * 3) + 0.01 * rng.normal(size=(6, 16))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        tracks, frames = np.zeros(6, int), np.arange(6)
+        whole = assign_pseudo_identities(x, tracks, frames, mode="tracks")
+        cut = assign_pseudo_identities(x, tracklets(tracks, frames, 3), frames, mode="tracks")
+        self.assertEqual(whole.num_identities, 1)
+        self.assertEqual(cut.labels.tolist(), [0, 0, 0, 1, 1, 1])
+
+    def test_bad_length(self):
+        with self.assertRaisesRegex(ValueError, "tracklet length must be >= 0"):
+            tracklets([0, 0], [0, 1], -1)

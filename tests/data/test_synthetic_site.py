@@ -104,12 +104,10 @@ class TestTargetSiteVideo(unittest.TestCase):
         self.assertTrue(all(v["blur"] > 0 for v in looks.values()))
         self.assertTrue(self.anno["occluders"])  # pillars or posts in some cameras...
         self.assertLess(len(self.anno["occluders"]), len(looks))  # ...not all
-        cfg, src = make_video_config("tiny", site="target"), make_video_config("tiny")
-        self.assertLess(cfg.min_person_frac, src.min_person_frac)
 
-        def median_height(anno):
+        def heights(anno):
             H = anno["frame_size"][1]
-            return np.median(
+            return np.array(
                 [
                     (p["box"][3] - p["box"][1]) / H
                     for c in anno["cameras"].values()
@@ -118,7 +116,14 @@ class TestTargetSiteVideo(unittest.TestCase):
                 ]
             )
 
-        self.assertLess(median_height(self.anno), 0.8 * median_height(self.source_anno))
+        # the steeper perspective: persons over a wider range of sizes (far smaller ones), their
+        # median near the source's, so that a detector trained at the source's scale still
+        # finds many of them (a shift like CUHK-SYSU -> PRW's, not beyond)
+        tgt, src = heights(self.anno), heights(self.source_anno)
+        self.assertLess(np.percentile(tgt, 10), 0.7 * np.percentile(src, 10))
+        spread = [np.percentile(h, 90) / np.percentile(h, 10) for h in (tgt, src)]
+        self.assertGreater(spread[0], 1.3 * spread[1], spread)
+        self.assertTrue(0.75 < np.median(tgt) / np.median(src) < 1.0)
 
     def test_identities_are_not_training_identities(self):
         target = [v["appearance"] for v in self.anno["identities"].values()]

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
             "6 identities), default (640x360, 10 s, 10 identities); seconds. "
             "Target site (video --site target and target-site), 4 cameras at 5 fps: tiny "
             "(320x240, 16 s, 8 identities; seconds), small (640x360, 60 s, 24 identities), "
+            "medium (640x360, 150 s, 140 identities, 300+ queries: the adaptation measurement), "
             "default (640x360, 10 min, 160 identities walking 3 times; minutes, a few GB for "
             "target-site: see docs/DATASETS.md)."
         ),
@@ -64,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size",
         default="default",
-        choices=SIZES + ("ablation",),
-        help="size preset (default: default; ablation: CUHK-SYSU only)",
+        choices=SIZES + ("ablation", "medium"),
+        help="size preset (default: default; ablation: CUHK-SYSU only; medium: target site only)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument(
@@ -173,6 +174,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         )
     if args.format in videos and args.size == "ablation":
         raise SystemExit("--size ablation is a CUHK-SYSU preset; video sizes: tiny, small, default")
+    if args.size == "medium" and not (
+        args.format == "target-site" or (args.format == "video" and args.site == "target")
+    ):
+        raise SystemExit("--size medium is a target-site preset (--format target-site)")
     if args.format in videos:
         if args.gallery_sizes or args.zero_size_boxes is not None:
             logger.warning("--gallery-sizes / --zero-size-boxes do not apply to video")

@@ -220,7 +220,8 @@ def generate_target_site(
     Args:
         out_dir: Output folder (created; files there are overwritten).
         size: Target-site preset of :func:`~.video.generate_video`: "tiny" (4 x 16 s at
-            320x240: for tests), "small" (4 x 60 s) or "default" (4 x 10 min at 640x360).
+            320x240: for tests), "small" (4 x 60 s), "medium" (4 x 150 s, 140 identities)
+            or "default" (4 x 10 min at 640x360).
         seed: Random seed; the same seed gives identical annotations and frames.
         sample_fps: Frames sampled per second of video (at most the video's fps, 5).
         num_cameras: Cameras of the site (None: 4).

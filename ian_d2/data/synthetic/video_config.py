@@ -132,7 +132,7 @@ _TARGET_COMMON: Dict[str, Any] = dict(
     site="target",
     num_cameras=4,
     fps=5.0,
-    min_person_frac=0.1,
+    min_person_frac=0.26,
     depth_walk_prob=0.3,
     static_clutter=(2, 4),
     quality=75,
@@ -148,6 +148,10 @@ _TARGET_PRESETS: Dict[str, Dict[str, Any]] = {
     ),
     "small": dict(
         _TARGET_COMMON, frame_size=(640, 360), num_frames=300, num_identities=24, num_shared=20
+    ),
+    # the measurement's site (projects/adaptation): 4 x 150 s, crowded enough for 300+ queries
+    "medium": dict(
+        _TARGET_COMMON, frame_size=(640, 360), num_frames=750, num_identities=140, num_shared=130
     ),
     "default": dict(
         _TARGET_COMMON,
@@ -166,7 +170,8 @@ def make_video_config(size: str = "tiny", **overrides: Any) -> VideoConfig:
     """Build the settings of a video run from a preset and overrides.
 
     Args:
-        size: One of "tiny", "small", "default" (the presets of the site).
+        size: One of "tiny", "small", "default" (the presets of the site; the target site also
+            has "medium").
         **overrides: Any :class:`VideoConfig` field; None values are ignored. ``site`` picks
             the presets ("source" by default). ``duration`` (seconds) is accepted too and sets
             ``num_frames`` to ``round(duration * fps)``.
@@ -183,7 +188,9 @@ def make_video_config(size: str = "tiny", **overrides: Any) -> VideoConfig:
     if site not in SITES:
         raise ValueError(f"unknown site {site!r}; expected one of {SITES}")
     if size not in _PRESETS[site]:
-        raise ValueError(f"unknown size {size!r}; expected one of {SIZES}")
+        raise ValueError(
+            f"unknown size {size!r} at the {site} site; expected one of {tuple(_PRESETS[site])}"
+        )
     params = dict(_PRESETS[site][size])
     names = {f.name for f in dataclasses.fields(VideoConfig)}
     duration = overrides.pop("duration", None)
