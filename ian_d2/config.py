@@ -124,6 +124,11 @@ def add_ian_config(cfg):
     # record it separately, see docs/EXPORT.md).
     _C.MODEL.ROI_HEADS.EMBED_BOXES = "proposals"
 
+    # Training only: per-channel gains, brightness and contrast drawn in [1 - s, 1 + s] per
+    # image (the white balance and exposure that differ between cameras; ian_d2/data/color.py);
+    # 0 = none (the default; not part of the model fingerprint).
+    _C.INPUT.COLOR_JITTER = 0.0
+
     # Person-search evaluation settings (TEST.PERSON_SEARCH).
     add_person_search_eval_config(_C)
     # Adaptation to unlabeled footage (ADAPT, python -m ian_d2.adapt).

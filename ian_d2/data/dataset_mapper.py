@@ -46,7 +46,8 @@ class PersonSearchDatasetMapper(DatasetMapper):
     """Map a person-search dataset dict to the model's input format.
 
     Same configuration as :class:`detectron2.data.DatasetMapper` (``INPUT.MIN_SIZE_*``,
-    ``INPUT.RANDOM_FLIP``, ``INPUT.FORMAT``), plus ``keep_test_annotations``. Extra keys of the
+    ``INPUT.RANDOM_FLIP``, ``INPUT.FORMAT``), plus ``keep_test_annotations`` and, in training,
+    ``INPUT.COLOR_JITTER`` (:mod:`.color`). Extra keys of the
     dataset dict (``query_index``, ``camera_id``, ``image_id``) pass through unchanged.
     Output ``instances`` carry ``gt_boxes`` [R, 4], ``gt_classes`` [R] and ``gt_pids`` [R].
     """
@@ -60,8 +61,13 @@ class PersonSearchDatasetMapper(DatasetMapper):
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
+        from .color import build_color_augmentations
+
         ret = super().from_config(cfg, is_train)
         ret["keep_test_annotations"] = True
+        if is_train:
+            color = build_color_augmentations(float(cfg.INPUT.get("COLOR_JITTER", 0.0)))
+            ret["augmentations"] = color + list(ret["augmentations"])
         return ret
 
     def _transform_annotations(self, dataset_dict, transforms, image_shape):

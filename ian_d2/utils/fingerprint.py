@@ -53,6 +53,7 @@ def model_config_yaml(cfg) -> str:
         "MIN_SIZE_TRAIN_SAMPLING",
         "RANDOM_FLIP",
         "CROP",
+        "COLOR_JITTER",
     ):
         node.INPUT.pop(key, None)
     return node.dump()

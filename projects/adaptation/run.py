@@ -1,7 +1,8 @@
 """Measure the adaptation on the synthetic target site: direct transfer vs adapted vs oracle.
 
     python -m projects.adaptation.run --work output/adaptation --size default \\
-        [--seeds 0 1 2] [--modes both tracks clusters] [--report-dir benchmarks/adaptation]
+        [--seeds 0 1 2] [--modes both tracks clusters] [--ablation-seeds 0] \\
+        [--report-dir benchmarks/adaptation]
 
 Needs the demo model (``make demo``: ``output/synthetic/step3/model_final.pth``) and its
 training set under ``--datasets`` (``datasets/cuhk_sysu_synth``). Steps (each skipped when its
@@ -38,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--size", choices=sorted(SIZES), default="default")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--ablation-seeds", type=int, nargs="+", default=None,
+                   help="the seeds of the modes after the first (default: --seeds)")  # fmt: skip
     p.add_argument("--datasets", default=os.path.join(REPO, "datasets"))
     p.add_argument("--source-weights", default=SOURCE_WEIGHTS)
     p.add_argument("--report-dir", default=None, help="default: WORK/report")
@@ -59,7 +62,8 @@ def main(argv=None) -> Dict:
     oracle = [evaluate(plan, f"oracle_s{s}", train_oracle(plan, s)) for s in args.seeds]
     adapted, runs = {}, {}
     for mode in args.modes:
-        for seed in args.seeds:
+        seeds = args.seeds if mode == args.modes[0] else (args.ablation_seeds or args.seeds)
+        for seed in seeds:
             first = mode == args.modes[0] and seed == args.seeds[0]
             run = run_adapt(plan, mode, seed, curve=first)
             runs[f"{mode}_s{seed}"] = run

@@ -91,3 +91,37 @@ class TestPersonSearchDatasetMapper(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestColorJitter(unittest.TestCase):
+    """INPUT.COLOR_JITTER: per-channel gains, brightness and contrast, training only."""
+
+    def test_gains_per_channel_boxes_unchanged(self):
+        from ian_d2.data.color import RandomChannelGain
+
+        np.random.seed(0)
+        image = np.full((4, 5, 3), 100, np.uint8)
+        aug = T.AugInput(image.copy())
+        tfm = RandomChannelGain(0.3)(aug)
+        means = aug.image.reshape(-1, 3).mean(0)
+        self.assertTrue(np.all((means >= 70) & (means <= 130)), means)
+        self.assertGreater(np.ptp(means), 1.0)  # the channels got different gains
+        boxes = np.array([[1.0, 1.0, 3.0, 4.0]])
+        self.assertTrue(np.array_equal(tfm.apply_box(boxes), boxes))
+        with self.assertRaisesRegex(ValueError, "COLOR_JITTER"):
+            RandomChannelGain(1.5)
+
+    def test_config_adds_it_to_training_only(self):
+        from ian_d2.config import add_ian_config
+        from ian_d2.data.color import RandomChannelGain
+        from ian_d2.utils.fingerprint import model_config_yaml
+
+        cfg = get_cfg()
+        add_ian_config(cfg)
+        plain = model_config_yaml(cfg)
+        cfg.INPUT.COLOR_JITTER = 0.2
+        train = PersonSearchDatasetMapper(cfg, is_train=True)
+        test = PersonSearchDatasetMapper(cfg, is_train=False)
+        self.assertIsInstance(train.augmentations.augs[0], RandomChannelGain)
+        self.assertFalse(any(isinstance(a, RandomChannelGain) for a in test.augmentations.augs))
+        self.assertEqual(model_config_yaml(cfg), plain)  # not part of the model fingerprint
