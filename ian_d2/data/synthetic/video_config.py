@@ -9,8 +9,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
-from .presets import SIZES
-
 __all__ = [
     "VideoConfig",
     "VIDEO_CAMERAS",
