@@ -43,6 +43,8 @@ videos and model in a temporary folder), the job's detections equal to the refer
 
 Goals (issue 20): find-similar p50 <= 20 ms and p99 <= 100 ms at 16 clients, upload+box overhead
 <= 30 ms, no error. ``--quick``: 10^4 rows, the tiny video, one-second phases (tests).
+``--served-vectors``, ``--rerank``, ``--batch-window-ms``, ``--batch-max``, ``--model-batch-max``
+are passed to the server when given (docs/SEARCH.md#serving-settings; else its defaults).
 
 This module is the command line and the run; the parts are in ``benchmarks/serve/``
 (``stand_in``, ``server``, ``load``, ``report``).
@@ -120,6 +122,12 @@ def parse_args(argv=None):
     p.add_argument("--job-shard-size", type=int, help="the server's items per job shard (8)")
     p.add_argument("--job-batch-size", type=int, default=4, help="the server's job batch")
     p.add_argument("--job-timeout", type=float, default=300.0)
+    p.add_argument("--served-vectors", choices=("int8", "fp16", "fp32"),
+                   help="the server's --served-vectors (default: the server's)")  # fmt: skip
+    p.add_argument("--rerank", type=int, help="the server's --rerank")
+    p.add_argument("--batch-window-ms", type=float, help="the server's --batch-window-ms")
+    p.add_argument("--batch-max", type=int, help="the server's --batch-max")
+    p.add_argument("--model-batch-max", type=int, help="the server's --model-batch-max")
     p.add_argument("--no-job", action="store_true", help="no indexing job (and no integrity check)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="also write the JSON to this file")

@@ -23,7 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 SETTINGS = ("quick", "rows", "clients", "kinds", "duration", "max_requests", "warmup", "top_k",
             "filtered", "model_calls", "fps", "videos", "vector_index", "video_size",
-            "job_shard_size", "job_batch_size", "job_timeout", "no_job", "seed")  # fmt: skip
+            "job_shard_size", "job_batch_size", "job_timeout", "no_job", "seed", "served_vectors",
+            "rerank", "batch_window_ms", "batch_max", "model_batch_max")  # fmt: skip
 
 
 def code_version() -> Dict:

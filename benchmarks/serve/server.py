@@ -13,13 +13,23 @@ from typing import Dict, Optional, Sequence
 
 import httpx
 
-__all__ = ["JobMonitor", "Server", "THREAD_VARS", "free_port", "proc_cpu_s", "wait_job"]
+__all__ = [
+    "JobMonitor",
+    "SERVER_SETTINGS",
+    "Server",
+    "THREAD_VARS",
+    "free_port",
+    "proc_cpu_s",
+    "wait_job",
+]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 START_TIMEOUT = 180.0  # seconds for the server to load the model and answer
 POLL_S = 0.25  # job state polling
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# ``serve`` options the benchmark passes on when given (docs/SEARCH.md#serving-settings)
+SERVER_SETTINGS = ("served_vectors", "rerank", "batch_window_ms", "batch_max", "model_batch_max")
 
 
 def free_port() -> int:
@@ -52,6 +62,9 @@ class Server:
             "--device", "cpu", "--job-shard-size", str(args.job_shard_size),
             "--job-batch-size", str(args.job_batch_size),
         ]  # fmt: skip
+        for name in SERVER_SETTINGS:  # given: passed on (else the server's defaults)
+            if getattr(args, name, None) is not None:
+                self.cmd += ["--" + name.replace("_", "-"), str(getattr(args, name))]
         self.proc: Optional[subprocess.Popen] = None
         self._log = None
 

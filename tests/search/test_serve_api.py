@@ -7,7 +7,6 @@ security), not the model's accuracy. Brute-force numpy rankings over the shards 
 reference of the ranked searches.
 """
 
-import glob
 import hashlib
 import json
 import os
@@ -24,14 +23,12 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from ian_d2.data.synthetic import generate_video
 from ian_d2.search import index_gallery
 from ian_d2.search.cli import main as search_main
-from ian_d2.search.indexer import load_search_model
 from ian_d2.search.serve import create_app, query
 from ian_d2.search.sources import read_video_frames
 from ian_d2.search.store import list_shards
-from tests.search_testing import make_cfg, save_model
+from tests.search_testing import build_serve_gallery, save_model
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -84,19 +81,10 @@ class TestServeApi(unittest.TestCase):
     def setUpClass(cls):
         cls._tmp = tempfile.TemporaryDirectory()
         tmp = cls._tmp.name
-        cls.videos = os.path.join(tmp, "videos")
-        generate_video(cls.videos, size="tiny", seed=0)
-        cls.images = sorted(glob.glob(os.path.join(cls.synthetic.images, "*.jpg")))
-        photos = os.path.join(tmp, "gallery", "photos")
-        os.makedirs(photos)
-        for p in cls.images[:4]:
-            shutil.copy(p, photos)
-        cls.weights = save_model(os.path.join(tmp, "model.pth"))
-        cls.cfg = make_cfg(cls.weights)
-        cls.model = load_search_model(cls.cfg)
-        cls.index_dir = os.path.join(tmp, "index")
-        index_gallery(cls.cfg, [cls.videos, photos], cls.index_dir, fps=5, score_thresh=0.0,
-                      model=cls.model, num_workers=0, progress=False)  # fmt: skip
+        gallery = build_serve_gallery(tmp, cls.synthetic.images)
+        cls.videos, cls.images = gallery.videos, gallery.images
+        cls.weights, cls.cfg, cls.model = gallery.weights, gallery.cfg, gallery.model
+        cls.index_dir = gallery.index_dir
         cls.ref = _reference(cls.index_dir)
         # footage root of the jobs: a new image, a text file, and a link to a video outside
         cls.root = os.path.join(tmp, "footage")
@@ -432,6 +420,52 @@ class TestServeApi(unittest.TestCase):
                       "filters": {"sources": ["0123456789abcdef"]}}):  # fmt: skip
             self.assertEqual(self.client.post("/api/search", json=body).status_code, 404, body)
 
+    def test_odd_digits_and_text_are_4xx_not_500(self):
+        """What the schema tests found (they were 500s): digits that ``int`` refuses although
+        ``str.isdigit`` accepts them, and lone surrogates, which UTF-8 cannot encode."""
+        sid = self.sources["cam1.avi"]["id"]
+        det = str(self.ref["id"][0])
+        stem = det.rsplit(".", 1)[0]
+        for tail in ("²", "9" * 5000):
+            for url in (f"/api/frames/{sid}.{tail}", f"/api/detections/{stem}.{tail}"):
+                self.assertEqual(self.client.get(url).status_code, 404, url[:60])
+        video = f"/api/sources/{sid}/video"
+        for rng, status in (("bytes=²-", 200), ("bytes=0-²", 200),
+                            ("bytes=" + "9" * 5000 + "-", 416), ("bytes=-" + "9" * 5000, 206)):  # fmt: skip
+            r = self.client.get(video, headers={"Range": rng.encode("latin-1")})
+            self.assertEqual(r.status_code, status, rng[:20])
+        as_json = {"Content-Type": "application/json"}
+        for body in (b'{"paths": ["\\ud800"]}', b'{"paths": ["\\udc80"]}'):
+            r = self.client.post("/api/index/jobs", content=body, headers=as_json)
+            self.assertEqual(r.status_code, 400, body)
+            self.assertIn("\\ud", r.json()["detail"])
+        body = b'{"query": {"detection_id": "%s"}, "filters": {"sources": ["\\ud800"]}}'
+        r = self.client.post("/api/search", content=body % det.encode(), headers=as_json)
+        self.assertEqual(r.status_code, 404)
+        r = self.client.post("/api/search", content=b"\xff{", headers=as_json)  # not UTF-8
+        self.assertEqual(r.status_code, 400)
+
+    def test_query_kinds_and_their_messages(self):
+        """The query is one of four objects (a oneOf in the schema): nulls for the other keys
+        are accepted, anything else refused with a message naming the problem."""
+        det = str(self.ref["id"][0])
+        res = self._search(query={"detection_id": det, "track_id": None, "box": None}, top_k=1)
+        self.assertEqual(res["query"], {"detection_id": det, "embedding": "stored"})
+        for q, words in (
+            ({"detection_id": det, "camera": 1}, "camera: Extra inputs are not permitted"),
+            ({"detection_id": det, "track_id": "t"}, "exactly one"),
+            ({"detection_id": ""}, "exactly one"),
+            ({"detection_id": det, "box": [0, 0, 5, 5]}, "takes no box"),
+            ({"track_id": det, "box": [0, 0, 5, 5]}, "takes no box"),
+            ({"upload_id": "u"}, "needs box"),
+            ({"detection_id": 5}, "detection_id: Input should be a valid string"),
+            ({"frame_id": "f", "box": [0, "x", 1, 2]}, "box.1: Input should be a valid number"),
+            ("r000-000001.0", "the query must be an object"),
+        ):
+            r = self.client.post("/api/search", json={"query": q})
+            self.assertEqual(r.status_code, 422, q)
+            self.assertIn(words, r.json()["detail"])
+
     def test_bad_requests_are_422_with_a_message(self):
         det = str(self.ref["id"][0])
         frame_id = f"{self.sources['cam1.avi']['id']}.0"
@@ -474,6 +508,14 @@ class TestServeApi(unittest.TestCase):
             self.assertIn(words, r.json()["detail"])
         r = self.client.post("/api/uploads", data={"other": "x"})
         self.assertEqual(r.status_code, 422)
+        # the form is one field, 'file' (the schema's additionalProperties: false)
+        r = self.client.post("/api/uploads", files={"file": ("s.png", png)}, data={"other": "x"})
+        self.assertEqual(r.status_code, 422)
+        self.assertIn("nothing else", r.json()["detail"])
+        r = self.client.post(
+            "/api/uploads", content=b"--", headers={"Content-Type": "multipart/form-data"}
+        )
+        self.assertEqual(r.status_code, 400)  # no boundary: a form that cannot be parsed
         r = self.client.post("/api/uploads", files={"file": ("s.png", png, "image/png")})
         self.assertEqual(r.json()["width"], 30)
 

@@ -6,7 +6,7 @@ from typing import Optional
 from .common import console_logger, logger, setup_d2_logger
 from .variant import resolve_backend, resolve_exported, variant_args
 
-__all__ = ["NAME", "add_parser", "check_serve_args", "run"]
+__all__ = ["NAME", "add_parser", "check_serve_args", "run", "serve_vectors"]
 
 NAME = "serve"
 
@@ -38,6 +38,25 @@ def add_parser(subparsers):
     s.add_argument("--max-upload-mb", type=float, default=20.0, help="uploaded image limit")
     s.add_argument("--job-shard-size", type=int, default=256, help="jobs: items per shard")
     s.add_argument("--job-batch-size", type=int, default=4, help="jobs: images per model call")
+    g = s.add_argument_group("serving (docs/SEARCH.md#serving-settings)")
+    g.add_argument("--served-vectors", choices=("int8", "fp16", "fp32"), default="int8",
+                   help="the copy of the embeddings the server scans: int8 (default; 1 byte per "
+                   "dimension, per-dimension scalar quantisation) or fp16, with the float32 rows "
+                   "on disk for an exact re-ranking; fp32: the float32 matrix in memory (4 bytes "
+                   "per dimension)")  # fmt: skip
+    g.add_argument("--rerank", type=int, default=200,
+                   help="int8/fp16: the scan's best candidates ranked again in float32 first "
+                   "(more are when the codes' error bound requires: the ranking stays exact)")  # fmt: skip
+    g.add_argument("--batch-window-ms", type=float, default=1.0,
+                   help="fp32: searches arriving within this many ms are ranked in one matrix "
+                   "product (0: each alone)")  # fmt: skip
+    g.add_argument("--batch-max", type=int, default=16,
+                   help="fp32: at most this many searches per matrix product")  # fmt: skip
+    g.add_argument("--model-batch-max", type=int, default=None,
+                   help="query boxes waiting for the model are embedded together: boxes of one "
+                   "image in one call, and (pytorch) up to this many images of one size per call "
+                   "(default: 4 on a GPU; 1 on the CPU, where a batch costs what its images cost "
+                   "one by one)")  # fmt: skip
     return s
 
 
@@ -46,14 +65,28 @@ def check_serve_args(args) -> Optional[str]:
 
     Raises:
         ValueError: a non-loopback ``--host`` without ``--token-file``, a bad token file or
-            limits.
+            limits (served vectors' settings included).
     """
     from ..serve.security import check_host, read_token_file
 
     check_host(args.host, args.token_file)
     if args.max_upload_mb <= 0 or args.job_shard_size < 1 or args.job_batch_size < 1:
         raise ValueError("--max-upload-mb, --job-shard-size and --job-batch-size must be > 0")
+    if args.model_batch_max is not None and args.model_batch_max < 1:
+        raise ValueError(f"--model-batch-max must be >= 1, not {args.model_batch_max}")
+    serve_vectors(args)
     return read_token_file(args.token_file) if args.token_file else None
+
+
+def serve_vectors(args):
+    """The :class:`ian_d2.search.serve.matrix.ServeVectors` of the arguments.
+
+    Raises:
+        ValueError: a bad --rerank, --batch-window-ms or --batch-max.
+    """
+    from ..serve.matrix import ServeVectors
+
+    return ServeVectors(args.served_vectors, args.rerank, args.batch_window_ms, args.batch_max)
 
 
 def run(args) -> None:
@@ -88,6 +121,8 @@ def run(args) -> None:
         max_upload_mb=args.max_upload_mb,
         job_shard_size=args.job_shard_size,
         job_batch_size=args.job_batch_size,
+        vectors=serve_vectors(args),
+        model_batch_max=args.model_batch_max,
     )
     logger.info("Serving %s on http://%s:%d", args.index, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -1,16 +1,19 @@
 """The ``/api`` routes of the search service (docs/SEARCH_API.md is their reference).
 
 Handlers doing CPU work (ranking, decoding, the model) are plain functions: FastAPI runs them in
-its thread pool. Unknown ids answer 404, bad requests 4xx, always ``{"detail": "message"}``.
+its thread pool. Unknown ids answer 404, bad requests 4xx, always ``{"detail": "message"}``
+(:class:`.schemas.ErrorDetail`). The OpenAPI schema is the contract: each route lists in its
+``responses`` every error status it can answer (:func:`errors`), and the media it returns
+(``tests/search/test_serve_schema.py`` checks both, and runs schemathesis over every route).
 """
 
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -18,18 +21,72 @@ from ..tracks import rank_tracks
 from .jobs import JobManager
 from .media import FrameReader, crop, draw_boxes, encode_jpeg, file_response, playable_video
 from .query import Filters, filter_mask, rank
-from .schemas import JobRequest, SearchRequest, SessionRequest
+from .schemas import ErrorDetail, JobRequest, SearchRequest, SessionRequest
 from .security import COOKIE, PathRefused, TokenAuth, confine_job_path
 from .state import IndexSnapshot, IndexState, SourceEntry
 from .tracks import ServedTracks, track_json
 from .uploads import TooLarge, UploadStore, read_limited_form
 from .views import detection_json, frame_json, hit_json, source_json
 
-__all__ = ["ServeContext", "build_router"]
+__all__ = ["ERROR_DESCRIPTIONS", "ServeContext", "build_router", "errors"]
 
 logger = logging.getLogger(__name__)
 
 JPEG_HEADERS = {"Cache-Control": "private, max-age=300"}
+
+ERROR_DESCRIPTIONS = {
+    400: "Refused: a body that cannot be parsed (not UTF-8, a broken multipart form), or a "
+    "request that cannot be carried out (the detail says why)",
+    401: "A token is needed, or the token is wrong (a server started with --token-file)",
+    404: "Unknown id (or a file that cannot be read any more)",
+    413: "The upload is larger than --max-upload-mb",
+    416: "The range selects no byte of the video",
+    422: "Invalid request: the detail names each field and what is wrong with it",
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_JPEG = {200: {"description": "The image as JPEG", "content": {"image/jpeg": _BINARY}}}
+_CONTENT_RANGE = {"Content-Range": {"schema": {"type": "string"}}}
+_VIDEO = {
+    200: {
+        "description": "The whole video",
+        "content": {"video/mp4": _BINARY, "video/webm": _BINARY},
+    },
+    206: {
+        "description": "The bytes of the range",
+        "content": {"video/mp4": _BINARY, "video/webm": _BINARY},
+        "headers": _CONTENT_RANGE,
+    },
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the image (JPEG, PNG, WebP, BMP, TIFF, GIF...)",
+                        }
+                    },
+                    "required": ["file"],
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+}
+
+
+def errors(*codes: int) -> Dict[int, Dict]:
+    """The ``responses`` of a route's errors: ``codes`` and 401 (every ``/api`` route of a
+    server with a token), each answered as :class:`.schemas.ErrorDetail`."""
+    return {
+        code: {"model": ErrorDetail, "description": ERROR_DESCRIPTIONS[code]}
+        for code in sorted({401, *codes})
+    }
 
 
 @dataclass
@@ -98,7 +155,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
             ) from None
 
     # index, sources, frames, detections -------------------------------------------------------
-    @router.get("/index")
+    @router.get("/index", responses=errors())
     def index_info():
         snap = ctx.state.current()
         m = ctx.state.manifest
@@ -125,13 +182,13 @@ def build_router(ctx: ServeContext) -> APIRouter:
             "job": ctx.jobs.current() if ctx.jobs is not None else None,
         }
 
-    @router.get("/sources")
+    @router.get("/sources", responses=errors())
     def sources():
         snap = ctx.state.current()
         fps = ctx.state.manifest.fps
         return {"sources": [source_json(snap, s, fps) for s in snap.sources]}
 
-    @router.get("/sources/{source_id}/frames")
+    @router.get("/sources/{source_id}/frames", responses=errors(404, 422))
     def source_frames(
         source_id: str, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
     ):
@@ -144,8 +201,17 @@ def build_router(ctx: ServeContext) -> APIRouter:
             "frames": [frame_json(snap, source, int(f)) for f in frames],
         }
 
-    @router.api_route("/sources/{source_id}/video", methods=["GET", "HEAD"])
-    def source_video(source_id: str, request: Request):
+    video_responses = {**_VIDEO, **errors(404, 416, 422)}
+    video_responses[416]["headers"] = _CONTENT_RANGE
+
+    @router.get("/sources/{source_id}/video", response_class=Response, responses=video_responses)
+    def source_video(
+        source_id: str,
+        request: Request,
+        range_header: Optional[str] = Header(
+            None, alias="range", description="bytes=a-b, bytes=a- or bytes=-n (one range): 206"
+        ),
+    ):
         snap = ctx.state.current()
         source = _source(snap, source_id)
         if source.kind != "video":
@@ -156,11 +222,18 @@ def build_router(ctx: ServeContext) -> APIRouter:
             raise HTTPException(
                 404, f"the video of source '{source.name}' ({source_id}) cannot be read"
             ) from None
-        return file_response(
-            path, media_type, request.headers.get("range"), head=request.method == "HEAD"
-        )
+        return file_response(path, media_type, range_header, head=request.method == "HEAD")
 
-    @router.get("/frames/{frame_id}.jpg")
+    router.head(
+        "/sources/{source_id}/video",
+        response_class=Response,
+        responses=video_responses,
+        name="source_video_head",
+    )(source_video)
+
+    @router.get(
+        "/frames/{frame_id}.jpg", response_class=Response, responses={**_JPEG, **errors(404, 422)}
+    )
     def frame_jpeg(frame_id: str, draw: bool = False):
         snap = ctx.state.current()
         source, frame = _frame(snap, frame_id)
@@ -170,13 +243,17 @@ def build_router(ctx: ServeContext) -> APIRouter:
             image = draw_boxes(image, snap.boxes[rows], snap.score[rows])
         return _jpeg(image)
 
-    @router.get("/frames/{frame_id}")
+    @router.get("/frames/{frame_id}", responses=errors(404, 422))
     def frame_info(frame_id: str):
         snap = ctx.state.current()
         source, frame = _frame(snap, frame_id)
         return frame_json(snap, source, frame, full=True)
 
-    @router.get("/detections/{detection_id}/crop.jpg")
+    @router.get(
+        "/detections/{detection_id}/crop.jpg",
+        response_class=Response,
+        responses={**_JPEG, **errors(404, 422)},
+    )
     def detection_crop(detection_id: str):
         snap = ctx.state.current()
         row = _row(snap, detection_id)
@@ -184,13 +261,13 @@ def build_router(ctx: ServeContext) -> APIRouter:
         image = read_frame(source, int(snap.frame[row]))
         return _jpeg(crop(image, snap.boxes[row]))
 
-    @router.get("/detections/{detection_id}")
+    @router.get("/detections/{detection_id}", responses=errors(404, 422))
     def detection(detection_id: str):
         snap = ctx.state.current()
         return detection_json(snap, _row(snap, detection_id), full=True)
 
     # uploads -----------------------------------------------------------------------------------
-    @router.post("/uploads")
+    @router.post("/uploads", responses=errors(400, 413, 422), openapi_extra=_UPLOAD_BODY)
     async def upload(request: Request):
         limit_mb = ctx.max_upload_bytes / (1 << 20)
         too_large = HTTPException(413, f"the upload is larger than {limit_mb:g} MB")
@@ -202,6 +279,12 @@ def build_router(ctx: ServeContext) -> APIRouter:
             file = form.get("file")
             if file is None or isinstance(file, str):
                 raise HTTPException(422, "send the image as the multipart field 'file'")
+            others = [name for name, _ in form.multi_items() if name != "file"]
+            if others or len(form.getlist("file")) > 1:
+                raise HTTPException(
+                    422,
+                    f"send one multipart field 'file' and nothing else (got {others or 'file'})",
+                )
             data = await file.read(ctx.max_upload_bytes + 1)
         finally:
             await form.close()
@@ -213,7 +296,9 @@ def build_router(ctx: ServeContext) -> APIRouter:
             raise HTTPException(422, str(e)) from None
         return {"id": item.id, "width": item.width, "height": item.height}
 
-    @router.get("/uploads/{upload_id}.jpg")
+    @router.get(
+        "/uploads/{upload_id}.jpg", response_class=Response, responses={**_JPEG, **errors(404, 422)}
+    )
     def upload_jpeg(upload_id: str):
         item = ctx.uploads.get(upload_id)
         if item is None:
@@ -221,7 +306,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
         return Response(item.jpeg, media_type="image/jpeg", headers=JPEG_HEADERS)
 
     # search ------------------------------------------------------------------------------------
-    @router.post("/search")
+    @router.post("/search", responses=errors(400, 404, 422))
     def search(req: SearchRequest):
         snap = ctx.state.current()
         q = req.query
@@ -300,7 +385,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
         }
 
     # jobs --------------------------------------------------------------------------------------
-    @router.post("/index/jobs", status_code=202)
+    @router.post("/index/jobs", status_code=202, responses=errors(400, 422))
     def submit_job(req: JobRequest):
         if ctx.jobs is None or not ctx.footage_roots:
             raise HTTPException(
@@ -319,11 +404,11 @@ def build_router(ctx: ServeContext) -> APIRouter:
         files = list(dict.fromkeys(files))
         return ctx.jobs.submit(req.root, req.paths, files)
 
-    @router.get("/index/jobs")
+    @router.get("/index/jobs", responses=errors())
     def list_jobs():
         return {"jobs": ctx.jobs.list() if ctx.jobs is not None else []}
 
-    @router.get("/index/jobs/{job_id}")
+    @router.get("/index/jobs/{job_id}", responses=errors(404, 422))
     def get_job(job_id: str):
         job = ctx.jobs.get(job_id) if ctx.jobs is not None else None
         if job is None:
@@ -331,7 +416,7 @@ def build_router(ctx: ServeContext) -> APIRouter:
         return job
 
     # session -----------------------------------------------------------------------------------
-    @router.post("/session")
+    @router.post("/session", responses=errors(400, 401, 422))
     def session(req: SessionRequest):
         if not ctx.auth.enabled:
             return {"auth": False}

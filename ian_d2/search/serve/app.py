@@ -16,12 +16,15 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from .api import ServeContext, build_router
 from .embedder import load_embedder
 from .jobs import JobManager
+from .matrix import ServeVectors, served_store_factory
 from .media import FrameReader
+from .schemas import QUERY_KINDS
 from .security import TokenAuth, is_under
 from .state import IndexState
 from .uploads import UploadStore
@@ -32,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MEDIA = "media"
+_REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
 
 
 class InternalErrorMiddleware:
@@ -89,13 +93,24 @@ class AuthMiddleware:
 
 
 def _validation_message(exc: RequestValidationError) -> str:
-    """One line per problem: ``field.path: message``."""
+    """One line per problem: ``field.path: message`` (without the request part, ``body``,
+    ``query``..., and without the tag of the query's kind, :data:`.schemas.QUERY_KINDS`)."""
     lines = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        loc = list(err.get("loc", ()))
+        if len(loc) > 3 and loc[:2] == ["body", "query"] and loc[2] in QUERY_KINDS:
+            del loc[2]  # the union's tag: the field itself follows
+        loc = [str(p) for p in loc if p not in _REQUEST_PARTS]
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         lines.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
     return "; ".join(lines) or "invalid request"
+
+
+def _printable(detail) -> str:
+    """An error's detail as text that encodes as UTF-8: a message that quotes the request (an
+    unknown id, a refused path, a field name) may hold a lone surrogate (``"\\ud800"`` in JSON),
+    written as that escape instead of failing the answer."""
+    return str(detail).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def create_app(
@@ -114,6 +129,8 @@ def create_app(
     job_shard_size: int = 256,
     job_batch_size: int = 4,
     start_jobs: bool = True,
+    vectors: Optional[ServeVectors] = None,
+    model_batch_max: Optional[int] = None,
 ) -> FastAPI:
     """
     The search service of an index.
@@ -134,17 +151,20 @@ def create_app(
         job_shard_size, job_batch_size: indexing jobs' items per shard and images per model
             call.
         start_jobs: start the job worker (resuming unfinished jobs).
+        vectors: the served embeddings (compact codes, batching; default :class:`ServeVectors`).
+        model_batch_max: pytorch: concurrent queries' images of one size per model call
+            (None: 4 on a GPU, 1 on the CPU).
 
     Raises:
         ValueError: no index, another model than the index's, a footage root that is not a
             folder.
     """
-    state = IndexState(index_dir)
+    state = IndexState(index_dir, served_store_factory(vectors, index_dir))
     if embedder is None:
         embedder = load_embedder(
             index_dir, state.manifest, backend=backend, exported_model=exported_model,
             weights=weights, device=device, model=model,
-            allow_variant_mismatch=allow_variant_mismatch,
+            allow_variant_mismatch=allow_variant_mismatch, max_images=model_batch_max,
         )  # fmt: skip
     roots = []
     for root in footage_roots:
@@ -184,7 +204,13 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+        return JSONResponse({"detail": _printable(_validation_message(exc))}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        return JSONResponse(
+            {"detail": _printable(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
 
     app.include_router(build_router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

@@ -15,18 +15,30 @@ spinning between parallel regions and puts its threads to sleep after each one: 
 then pays for waking them, twice the model's time on a 2-core machine
 (``benchmarks/bench_serve.py``). One thread running the model keeps one pool.
 
+Concurrent query boxes share model calls (:class:`BoxBatcher`): what queued while the model
+thread was busy is embedded together, boxes of one image in one call (one backbone pass), and
+with the Detectron2 model, images of one size in one call of several images.
+
 Shape shorthand: n boxes, D embedding dimension.
 """
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..manifest import IndexManifest
 
-__all__ = ["EagerEmbedder", "ExportedEmbedder", "LockedBackend", "ModelThread", "load_embedder"]
+__all__ = [
+    "BoxBatcher",
+    "EagerEmbedder",
+    "ExportedEmbedder",
+    "LockedBackend",
+    "ModelThread",
+    "load_embedder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +53,111 @@ class ModelThread:
     def run(self, fn: Callable, *args, **kwargs):
         """``fn(*args, **kwargs)`` on the model thread; its result, or its exception raised."""
         return self._executor.submit(fn, *args, **kwargs).result()
+
+    def submit(self, fn: Callable, *args, **kwargs) -> Future:
+        """``fn(*args, **kwargs)`` queued on the model thread (its future)."""
+        return self._executor.submit(fn, *args, **kwargs)
+
+
+class _Boxes:
+    """One request's image and boxes, and once embedded its rows (or its error)."""
+
+    __slots__ = ("image", "boxes", "emb", "error")
+
+    def __init__(self, image: np.ndarray, boxes: np.ndarray):
+        self.image = image
+        self.boxes = boxes
+        self.emb: Optional[np.ndarray] = None
+        self.error: Optional[BaseException] = None
+
+
+class BoxBatcher:
+    """
+    Query boxes of concurrent requests embedded in shared model calls, on the model thread.
+
+    A request queues its (image, boxes) and has the model thread drain the queue: the drain
+    takes everything queued by then (requests that arrived while the model was busy with another
+    query or a job's batch), so a lone request is embedded at once, as before. Requests with the
+    SAME image array (the frame cache hands one array to every request of a frame) become one
+    image with all their boxes: one backbone pass. With ``max_images`` > 1, images of one shape
+    go into one call of several images (at most ``max_images``); other shapes are separate
+    calls (Detectron2 pads a batch to its largest image, which would change the features near
+    the border). A call that fails is retried request by request: a bad request fails alone.
+    Equal to one by one up to float rounding (the same computation in batched kernels).
+
+    Args:
+        thread: the model thread.
+        embed_many: ``[(image [H, W, 3] uint8 BGR, boxes [n_i, 4] XYXY)] -> [sum n_i, D]``
+            float32, in order (called with several images only when ``max_images`` > 1).
+        max_images: images per model call.
+
+    Attributes:
+        stats: ``requests`` embedded and model ``calls`` made.
+    """
+
+    def __init__(
+        self,
+        thread: ModelThread,
+        embed_many: Callable[[Sequence[Tuple[np.ndarray, np.ndarray]]], np.ndarray],
+        max_images: int = 4,
+    ):
+        if max_images < 1:
+            raise ValueError(f"max_images must be >= 1, not {max_images}")
+        self.thread = thread
+        self.embed_many = embed_many
+        self.max_images = int(max_images)
+        self._lock = threading.Lock()
+        self._pending: List[_Boxes] = []
+        self.stats = {"requests": 0, "calls": 0}
+
+    def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """[n, D] float32 L2-normalised embeddings of ``boxes`` [n, 4] of ``image_bgr``."""
+        item = _Boxes(image_bgr, np.asarray(boxes, np.float32).reshape(-1, 4))
+        with self._lock:
+            self._pending.append(item)
+        # drains run in order on the one model thread: once this one is over, the item is done
+        self.thread.submit(self._drain).result()
+        if item.error is not None:
+            raise item.error
+        return item.emb
+
+    def _drain(self) -> None:
+        """Embed every queued request (on the model thread)."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        by_image: Dict[int, List[_Boxes]] = {}
+        for it in batch:
+            by_image.setdefault(id(it.image), []).append(it)
+        calls: Dict[object, List[List[List[_Boxes]]]] = {}
+        for same in by_image.values():
+            image = same[0].image
+            key = (image.shape, image.dtype.str) if self.max_images > 1 else id(image)
+            groups = calls.setdefault(key, [[]])
+            if len(groups[-1]) >= self.max_images:
+                groups.append([])
+            groups[-1].append(same)
+        for groups in calls.values():
+            for call in groups:
+                self._run(call)
+
+    def _run(self, call: List[List[_Boxes]]) -> None:
+        """One model call: images (each with its requests); split the rows back."""
+        items = [it for same in call for it in same]
+        try:
+            inputs = [(same[0].image, np.concatenate([it.boxes for it in same])) for same in call]
+            emb = np.asarray(self.embed_many(inputs), np.float32)
+            self.stats["calls"] += 1
+            self.stats["requests"] += len(items)
+            start = 0
+            for it in items:
+                it.emb = emb[start : start + len(it.boxes)]
+                start += len(it.boxes)
+        except Exception as e:
+            if len(items) == 1:
+                items[0].error = e
+                return
+            for it in items:  # one by one: only the bad request fails
+                self._run([[it]])
 
 
 class LockedBackend:
@@ -66,25 +183,44 @@ class EagerEmbedder:
     Args:
         cfg: the index's model config (``index_config``).
         model: the built model in eval mode (None: built from ``cfg``).
+        max_images: concurrent queries' images of one size per model call (:class:`BoxBatcher`).
     """
 
     name = "pytorch"
 
-    def __init__(self, cfg, model=None):
+    def __init__(self, cfg, model=None, max_images: int = 4):
         from ..indexer import ImageToInput, load_search_model
 
         self.cfg = cfg
         self.thread = ModelThread()
         self.model = model if model is not None else self.thread.run(load_search_model, cfg)
         self.to_input = ImageToInput(cfg)
+        self.batcher = BoxBatcher(self.thread, self._embed_many, max_images)
 
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """[n, D] float32 L2-normalised embeddings of ``boxes`` [n, 4] (XYXY pixels) of
         ``image_bgr`` [H, W, 3] uint8."""
+        return self.batcher.embed(image_bgr, boxes)
+
+    def _embed_many(self, inputs: Sequence[Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """[sum n_i, D] embeddings of the boxes [n_i, 4] of images of one size (one call)."""
         from ..searcher import embed_boxes
 
         device = self.cfg.MODEL.DEVICE
-        return self.thread.run(embed_boxes, self.model, self.to_input, device, image_bgr, boxes)
+        if len(inputs) == 1:
+            return embed_boxes(self.model, self.to_input, device, *inputs[0])
+        import torch
+
+        from ...modeling.query import extract_query_embeddings
+
+        batched = []
+        for image, _ in inputs:
+            inp = self.to_input(image)
+            inp["image"] = inp["image"].to(device)
+            batched.append(inp)
+        with torch.no_grad():
+            emb = extract_query_embeddings(self.model, batched, [b for _, b in inputs])
+        return emb.float().cpu().numpy()
 
     def backend(self) -> LockedBackend:
         """The indexing backend of jobs: this model, its calls on :attr:`thread`."""
@@ -112,6 +248,8 @@ class ExportedEmbedder:
         self._indexing.runtime = self.runtime
         self._indexing.name = self.runtime.backend
         self.name = self.runtime.backend
+        # boxes of one image together; the runtime takes one image per call
+        self.batcher = BoxBatcher(self.thread, lambda inputs: self.runtime.embed(*inputs[0]), 1)
 
     def fingerprint(self) -> Dict:
         return self._indexing.fingerprint()
@@ -122,7 +260,7 @@ class ExportedEmbedder:
     def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """[n, D] float32 L2-normalised embeddings of ``boxes`` [n, 4] (XYXY pixels) of
         ``image_bgr`` [H, W, 3] uint8."""
-        return self.thread.run(self.runtime.embed, image_bgr, boxes)
+        return self.batcher.embed(image_bgr, boxes)
 
     def backend(self) -> LockedBackend:
         """The indexing backend of jobs: this runtime, its calls on :attr:`thread`."""
@@ -139,6 +277,7 @@ def load_embedder(
     device: Optional[str] = None,
     model=None,
     allow_variant_mismatch: bool = False,
+    max_images: Optional[int] = None,
 ):
     """
     The model of an index, checked against its fingerprint and its inference variant.
@@ -151,6 +290,9 @@ def load_embedder(
         device: pytorch: "cpu" or "cuda" (default: cuda if available).
         model: pytorch: the already built model (tests).
         allow_variant_mismatch: accept another precision / ``EMBED_BOXES`` than the index's.
+        max_images: pytorch: concurrent queries' images of one size per model call (None: 4 on
+            a GPU; 1 on the CPU, where a batch of images costs what its images cost one by one
+            and only delays the first: boxes of one image still share a call).
 
     Raises:
         ValueError: another model than the index's, missing files, inconsistent options.
@@ -173,4 +315,6 @@ def load_embedder(
     cfg = index_config(manifest, weights, device)
     manifest.check_model(model_fingerprint(cfg), index_dir)
     manifest.check_variant(inference_variant(cfg), index_dir, allow_variant_mismatch)
-    return EagerEmbedder(cfg, model)
+    if max_images is None:
+        max_images = 4 if str(device).startswith("cuda") else 1
+    return EagerEmbedder(cfg, model, max_images)

@@ -238,18 +238,30 @@ def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
     if "," in spec or "-" not in spec:
         return None
     a, _, b = (p.strip() for p in spec.partition("-"))
-    if not (a.isdigit() or a == "") or not (b.isdigit() or b == "") or (a == b == ""):
+    if not (_is_digits(a) or a == "") or not (_is_digits(b) or b == "") or (a == b == ""):
         return None
     if a == "":  # the last b bytes
-        n = int(b)
+        n = _position(b)
         if n == 0 or size == 0:
             raise RangeNotSatisfiable()
         return max(0, size - n), size - 1
-    first = int(a)
-    last = size - 1 if b == "" else min(int(b), size - 1)
-    if first >= size or (b != "" and int(b) < first):
+    first = _position(a)
+    last = size - 1 if b == "" else min(_position(b), size - 1)
+    if first >= size or (b != "" and _position(b) < first):
         raise RangeNotSatisfiable()
     return first, last
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII decimal digits only (``str.isdigit`` also accepts e.g. ``"²"``, which ``int``
+    refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def _position(digits: str) -> int:
+    """A byte position of a ``Range`` header; past 18 digits, 2**62 (beyond any file: ``int``
+    refuses strings of over 4300 digits)."""
+    return int(digits) if len(digits.lstrip("0")) <= 18 else 1 << 62
 
 
 def _file_chunks(path: str, first: int, last: int, chunk: int = 1 << 16):

@@ -9,6 +9,17 @@ filtered page is full whenever enough rows pass the filters:
 * approximate kinds (``ivf``, ``hnsw``): faiss searches only the filtered rows (an
   ``IDSelectorBitmap``), fetching more candidates until the page is full; if the approximate
   search returns fewer rows than asked for, the exact search over the filtered rows answers.
+* compact served vectors (``serve --served-vectors int8|fp16``, :mod:`.matrix`): faiss scans the
+  codes of the filtered rows for the best ``rerank`` candidates, which are ranked again with
+  their float32 embeddings. The codes' error is bounded (:mod:`.compact`): a re-ranked hit whose
+  exact similarity exceeds the last candidate's compact similarity plus the bound is better than
+  every row left out, so the hits are taken from that proven prefix, fetching 4x more candidates
+  until it holds the page (and, with ``min_similarity``, every row above it): the ranking and
+  its total are the exact ones (with ``source_window`` grouping, ``total`` counts the proven
+  prefix: ``total_exact`` false unless every row was seen). Small filtered sets are ranked in
+  float32 directly.
+* fp32 served vectors with ``--batch-window-ms``: the exact product of concurrent queries is
+  computed in one matrix product (:mod:`.batcher`).
 
 Order: similarity descending, then row ascending (deterministic: the pages of a query concatenate
 to its unpaged ranking). ``min_similarity`` drops the rows below it; grouping ``source_window``
@@ -25,6 +36,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+from .matrix import ServedEmbeddings
 
 __all__ = [
     "EXACT_BELOW",
@@ -150,6 +163,8 @@ def group_source_window(
 
 def _exact(emb, q, mask) -> Tuple[np.ndarray, np.ndarray]:
     """(rows [M], similarities [M]) of the rows of ``mask`` (all if None), unsorted."""
+    if isinstance(emb, ServedEmbeddings):
+        return emb.similarities(q, mask)
     if mask is None:
         return np.arange(len(emb), dtype=np.int64), emb @ q
     rows = np.flatnonzero(mask).astype(np.int64)
@@ -197,7 +212,8 @@ def rank(
     One page of the ranking of the stored rows for a query embedding.
 
     Args:
-        emb: [N, D] float32 stored embeddings (L2-normalised).
+        emb: [N, D] float32 stored embeddings (L2-normalised), or the service's
+            :class:`.matrix.ServedEmbeddings` (compact codes, batching).
         src: [N] source index; time_s: [N] times (NaN: still image); score: [N] scores.
         query: [D] float32 query embedding (L2-normalised).
         filters: what rows may be hits.
@@ -218,6 +234,18 @@ def rank(
             vectors, vectors_lock, q, mask, n_candidates, src, time_s, filters, need, group,
             window_s, len(emb),
         )  # fmt: skip
+        if ranking is not None:
+            ranking.rows = ranking.rows[offset:need]
+            ranking.similarities = ranking.similarities[offset:need]
+            return ranking
+    if (
+        vectors is None
+        and isinstance(emb, ServedEmbeddings)
+        and emb.ranks_compact(n_candidates, need)
+    ):
+        ranking = _rank_compact(
+            emb, q, mask, n_candidates, src, time_s, filters, need, group, window_s
+        )
         if ranking is not None:
             ranking.rows = ranking.rows[offset:need]
             ranking.similarities = ranking.similarities[offset:need]
@@ -268,3 +296,41 @@ def _rank_approximate(
     if group == "none" and filters.min_similarity is None:
         return Ranking(rows, sims, n_candidates)
     return Ranking(rows, sims, len(rows), total_exact=seen_all or below)
+
+
+def _rank_compact(
+    served: ServedEmbeddings, q, mask, n_candidates, src, time_s, filters, need, group, window_s
+) -> Optional[Ranking]:
+    """The first ``need`` hits from the compact codes, re-ranked exactly (module docstring);
+    None when the candidates needed grow past half the filtered rows (the caller ranks them all
+    in float32)."""
+    bound = served.error_bound(q)
+    min_sim = filters.min_similarity
+    k = max(served.rerank, need if group == "none" else 4 * need)
+    while True:
+        k = min(k, n_candidates)
+        rows, compact = served.candidates(q, k, mask)
+        seen_all = len(rows) >= n_candidates
+        # no row left out is above `ceiling`: its compact similarity is <= the k-th one's
+        ceiling = -np.inf if seen_all else float(compact.min()) + bound
+        rows, sims = sort_hits(rows, served.similarities_of(rows, q))
+        if min_sim is not None:
+            keep = sims >= np.float32(min_sim)
+            rows, sims = rows[keep], sims[keep]
+            seen_all = seen_all or ceiling < min_sim  # every row above min_sim is here
+        proven = len(rows) if seen_all else int(np.count_nonzero(sims > ceiling))
+        if group == "none":
+            if seen_all:
+                total = n_candidates if min_sim is None else len(rows)
+                return Ranking(rows[:need], sims[:need], total)
+            if min_sim is None and proven >= need:
+                return Ranking(rows[:need], sims[:need], n_candidates)
+        else:
+            rows, sims = rows[:proven], sims[:proven]
+            keep = group_source_window(rows, src, time_s, window_s)
+            rows, sims = rows[keep], sims[keep]
+            if seen_all or len(rows) >= need:
+                return Ranking(rows, sims, len(rows), total_exact=seen_all)
+        k *= 4
+        if 2 * k > n_candidates:
+            return None

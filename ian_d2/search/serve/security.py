@@ -134,6 +134,10 @@ def confine_job_path(root: str, rel: str) -> List[str]:
     """
     if not isinstance(rel, str) or not rel.strip() or "\0" in rel:
         raise PathRefused(f"'{rel}': an empty or invalid path")
+    try:
+        os.fsencode(rel)
+    except UnicodeEncodeError:  # e.g. a lone surrogate ("\ud800" in JSON): no file has that name
+        raise PathRefused(f"{ascii(rel)}: not a file name (not valid Unicode)") from None
     if os.path.isabs(rel) or rel.startswith(("/", "\\", "~")) or _DRIVE.match(rel):
         raise PathRefused(f"'{rel}': absolute paths are refused; give a path relative to the root")
     if ".." in re.split(r"[\\/]+", rel):

@@ -32,9 +32,18 @@ import numpy as np
 from ..manifest import SHARDS, IndexManifest
 from ..shards import META_COLUMNS, list_shards, read_embeddings, read_shard_item_records, read_table
 
-__all__ = ["IndexSnapshot", "IndexState", "SourceEntry", "source_id_of"]
+__all__ = ["IndexSnapshot", "IndexState", "SourceEntry", "decimal_id", "source_id_of"]
 
 logger = logging.getLogger(__name__)
+
+
+def decimal_id(text: str) -> Optional[int]:
+    """The number of a row or frame in an id: ASCII decimal digits, at most 18 significant ones;
+    None for anything else (``"²"``, ``"-1"``, ``""``, 5000 digits: an unknown id, never an
+    error)."""
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 18:
+        return None
+    return int(text)
 
 
 def source_id_of(path: str) -> str:
@@ -177,9 +186,9 @@ class IndexSnapshot:
         """The row of a detection id (None: unknown)."""
         stem, _, row = str(detection_id).rpartition(".")
         s = self._shard_of_name.get(stem + ".parquet")
-        if s is None or not row.isdigit():
+        r = decimal_id(row)
+        if s is None or r is None:
             return None
-        r = int(row)
         start, end = int(self.shard_offsets[s]), int(self.shard_offsets[s + 1])
         return start + r if r < end - start else None
 
@@ -193,12 +202,13 @@ class IndexSnapshot:
 
     def parse_frame_id(self, frame_id: str) -> Optional[Tuple[SourceEntry, int]]:
         """(source, stored frame number: -1 for a still image) of a frame id; None: unknown."""
-        sid, _, num = str(frame_id).rpartition(".")
+        sid, _, text = str(frame_id).rpartition(".")
         source = self.source(sid)
-        if source is None or not num.isdigit():
+        num = decimal_id(text)
+        if source is None or num is None:
             return None
-        frame = -1 if source.kind == "image" else int(num)
-        if source.kind == "image" and int(num) != 0:
+        frame = -1 if source.kind == "image" else num
+        if source.kind == "image" and num != 0:
             return None
         return (source, frame) if source.position(frame) is not None else None
 
@@ -303,6 +313,8 @@ class IndexState:
 
     Args:
         index_dir: an index built by ``python -m ian_d2.search index``.
+        emb_store: makes the empty embedding store (of D dims) of each (re)load (the service's
+            :func:`.matrix.served_store_factory`); None: float32 rows in a :class:`RowBuffer`.
 
     Attributes:
         manifest: the index's :class:`IndexManifest`.
@@ -311,8 +323,9 @@ class IndexState:
             "flat"); search it under :attr:`vectors_lock`.
     """
 
-    def __init__(self, index_dir: str):
+    def __init__(self, index_dir: str, emb_store=None):
         self.index_dir = index_dir
+        self._emb_store = emb_store
         self.manifest = IndexManifest.load(index_dir)
         self.kind = self.manifest.vector_params.kind
         self.vectors = None
@@ -326,7 +339,8 @@ class IndexState:
 
     def _load_all(self) -> None:
         """(Re)load every shard (and, approximate kinds, the vector index)."""
-        empty = IndexSnapshot(self.manifest.embed_dim)
+        store = self._emb_store(self.manifest.embed_dim) if self._emb_store else None
+        empty = IndexSnapshot(self.manifest.embed_dim, _emb_buffer=store)
         if self.kind == "flat":
             paths = list_shards(self.index_dir)
             vectors = None

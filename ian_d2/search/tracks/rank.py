@@ -57,7 +57,8 @@ def rank_tracks(
 
     Args:
         lookup: the tracks of the rows.
-        emb: [N, D] row embeddings (L2-normalised); query: [D].
+        emb: [N, D] row embeddings (L2-normalised; or any object with ``len``, ``emb[rows]``
+            and ``emb @ query``, e.g. the service's served matrix); query: [D].
         mask: [N] bool rows that may be hits (None: all).
         rank_by: "best" or "mean" (module docstring).
         top_k, offset: the page.
@@ -66,8 +67,11 @@ def rank_tracks(
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by must be one of {RANK_BY}, not {rank_by!r}")
     q = np.asarray(query, np.float32).reshape(-1)
-    rows = np.arange(len(emb), dtype=np.int64) if mask is None else np.flatnonzero(mask)
-    sims = emb[rows] @ q
+    if mask is None:  # no copy of the matrix (a memory map or the service's served matrix)
+        rows, sims = np.arange(len(emb), dtype=np.int64), emb @ q
+    else:
+        rows = np.flatnonzero(mask)
+        sims = emb[rows] @ q
     tracks = lookup.track_of_row[rows]
     # the most similar row of each track: sort by (track, -similarity, row), first of each
     order = np.lexsort((rows, -sims.astype(np.float64), tracks))
