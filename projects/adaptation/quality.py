@@ -13,25 +13,15 @@ used for this measurement only, never by the adaptation):
 import json
 import os
 from collections import Counter
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
+
+from ian_d2.utils.boxes import box_iou
 
 __all__ = ["ground_truth_ids", "pseudo_label_quality"]
 
 THRESHOLDS = (0.5, 0.7, 0.9)
-
-
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one XYXY ``box`` [4] with ``others`` [M, 4]."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 def ground_truth_ids(footage, annotations: Dict) -> np.ndarray:
@@ -47,7 +37,7 @@ def ground_truth_ids(footage, annotations: Dict) -> np.ndarray:
         persons = frames[f] if 0 <= f < len(frames) else []
         if not persons:
             continue
-        ious = _iou(footage.boxes[i], np.asarray([p["box"] for p in persons], np.float64))
+        ious = box_iou(footage.boxes[i], [p["box"] for p in persons])[0]
         j = int(ious.argmax())
         if ious[j] >= 0.5:
             out[i] = int(persons[j]["person_id"])
@@ -78,20 +68,20 @@ def _identity_quality(labels: np.ndarray, gt: np.ndarray, cams: np.ndarray) -> D
 def pseudo_label_quality(
     index_dir: str,
     annotations_file: str,
-    label_files: Optional[Sequence[str]] = None,
-) -> Dict:
+    runs: Dict[str, Sequence[str]],
+) -> Dict[str, Dict]:
     """The quality of an index's detections and tracks, and of pseudo labels, as ground truth
-    sees them (see the module docstring).
+    sees them (see the module docstring); the footage is read and matched once for all runs.
 
     Args:
         index_dir: the footage's index (with tracks).
         annotations_file: the site's ``annotations.json`` of that footage.
-        label_files: ``pseudo_labels.npy`` files ([N] int, one per detection of the index, in
-            its order), e.g. one per round.
+        runs: {run name: its ``pseudo_labels.npy`` files ([N] int, one per detection of the
+            index, in its order), e.g. one per round}.
 
     Returns:
-        dict: ``detections``, ``matched_share``, ``box_precision`` {threshold: share},
-        ``track_purity``, ``tracks``, and ``pseudo_identities`` [one dict per label file].
+        dict: {run name: ``detections``, ``matched_share``, ``box_precision`` {threshold:
+        share}, ``track_purity``, ``tracks``, and ``pseudo_identities`` [one dict per file]}.
     """
     from ian_d2.adapt.footage import read_footage
 
@@ -109,12 +99,17 @@ def pseudo_label_quality(
             purity.append(Counter(g.tolist()).most_common(1)[0][1] / len(g))
             weight.append(len(g))
     cams = np.asarray([os.path.basename(str(s)) for s in footage.sources])
-    identities = [_identity_quality(np.load(p), gt, cams) for p in (label_files or [])]
-    return {
+    shared = {
         "detections": len(footage),
         "matched_share": round(float((gt >= 0).mean()), 4),
         "box_precision": precision,
         "tracks": len(purity),
         "track_purity": round(float(np.average(purity, weights=weight)), 4) if purity else None,
-        "pseudo_identities": identities,
+    }
+    return {
+        name: {
+            **shared,
+            "pseudo_identities": [_identity_quality(np.load(p), gt, cams) for p in files],
+        }
+        for name, files in runs.items()
     }

@@ -75,17 +75,16 @@ def main(argv=None) -> Dict:
         "direct": eval_tracks(plan, "direct", index["index"]),
         f"adapt_{first}": eval_tracks(plan, f"adapt_{first}", new_index["index"]),
     }
-    annotations = os.path.join(plan.site, "test", "annotations.json")
-    quality = {
-        name: pseudo_label_quality(
-            index["index"],
-            annotations,
-            sorted(
+    quality = pseudo_label_quality(
+        index["index"],
+        os.path.join(plan.site, "test", "annotations.json"),
+        {
+            name: sorted(
                 glob.glob(os.path.join(plan.work, f"adapt_{name}", "round_*", "pseudo_labels.npy"))
-            ),
-        )
-        for name in runs
-    }
+            )
+            for name in runs
+        },
+    )
     extra = {
         "pseudo_quality": quality,
         "size": args.size,
